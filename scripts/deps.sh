@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian packages herald needs (only those missing); run as root.
+# usage: scripts/deps.sh [build] [servers] [check]   (no argument: all three)
+set -euo pipefail
+
+build_pkgs="gcc make autoconf automake libtool pkg-config librabbitmq-dev libmariadb-dev
+	libjson-c-dev libcurl4-openssl-dev libconfig-dev libev-dev"
+server_pkgs="rabbitmq-server mariadb-server mariadb-client tzdata amqp-tools procps iproute2"
+check_pkgs="cppcheck valgrind"
+
+groups=("$@")
+[ ${#groups[@]} -gt 0 ] || groups=(build servers check)
+want=""
+for g in "${groups[@]}"; do
+	case $g in
+	build) want="$want $build_pkgs" ;;
+	servers) want="$want $server_pkgs" ;;
+	check) want="$want $check_pkgs" ;;
+	*) echo "deps.sh: unknown group '$g' (build, servers, check)" >&2; exit 2 ;;
+	esac
+done
+
+missing=""
+for p in $want; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[ "$st" = "install ok installed" ] || missing="$missing $p"
+done
+[ -n "$missing" ] || exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps.sh: missing packages:$missing; run as root to install them" >&2
+	exit 1
+fi
+echo "deps.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >&2
+# policy-rc.d may deny starting the system services; that is what we want (we run private ones).
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing >&2
