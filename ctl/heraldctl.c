@@ -1,0 +1,127 @@
+/* heraldctl - the admin CLI (SPEC §1, §7, §8): option parsing and command dispatch
+ *
+ * Only the db commands exist so far; the others answer "not yet implemented" (EX_USAGE).
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "conf.h"
+#include "ctl.h"
+#include "db.h"
+#include "log.h"
+#include "url.h"
+
+static const char heraldctl_usage[] =
+	"usage: heraldctl [-c CONF] COMMAND [ARGS]\n"
+	"\n"
+	"  db migrate [--dry-run]      apply the pending sql/NNNN_*.sql migrations\n"
+	"  db version                  print the schema version of the database\n"
+	"  status TXID [--trail]       statuses of a transaction per channel\n"
+	"  history USER [--limit N] [--since T] [--batch B]\n"
+	"  user add|show|import FILE|delete USER [--erase-history]\n"
+	"  prefs get|set USER [key=value...]\n"
+	"  pause USER [--until T]      unpause USER\n"
+	"  caps get|set [--client C] [channel=N...]\n"
+	"  suppress list|add|remove ADDRESS\n"
+	"  template add|show|list|test\n"
+	"  cancel TXID | --batch B\n"
+	"  stats | workers CHANNEL N | purge --older-than AGE | parked list|replay|drop\n"
+	"\n"
+	"  -c CONF      config file (default $HERALD_CONFIG, else /etc/herald/herald.conf)\n"
+	"  -h, --help   this text\n"
+	"  -V, --version\n"
+	"\n"
+	"Environment: HERALD_MYSQL_URL=mysql://user:pass@host:port/database (overrides mysql.url),\n"
+	"HERALD_SQL_DIR (migrations; default " HERALD_SQL_DIR ").\n";
+
+static const char *const heraldctl_later[] = {
+	"status", "history", "user", "prefs", "pause", "unpause", "caps", "suppress", "template",
+	"cancel", "stats", "workers", "purge", "parked", NULL
+};
+
+/* ctl_mysql_url - the MySQL URL and timeouts for CONF (the -c file, may be NULL) into OUT and
+ * OPTS: the config file (-c, $HERALD_CONFIG, the default path) with the §12 environment
+ * overriding it; 0, or an EX_ code with the reason printed on stderr */
+int ctl_mysql_url(const char *conf, struct url *out, struct db_opts *opts)
+{
+	struct conf c;
+	struct conf_error err;
+	int rc = EX_CONFIG;
+
+	if (conf_load(conf_path(conf), &c, &err) != 0) {
+		fprintf(stderr, "heraldctl: %s\n", err.msg);
+		return EX_CONFIG;
+	}
+	if (conf_require(&c, "mysql", &err) != 0) {
+		fprintf(stderr, "heraldctl: %s (or set HERALD_MYSQL_URL=mysql://user:pass@host:port/db)\n", err.msg);
+		goto out;
+	}
+	if (c.mysql.parsed.path[0] == '\0') {
+		fprintf(stderr, "heraldctl: %s: names no database (mysql://user:pass@host:port/DATABASE)\n",
+		    c.mysql.url_from_env ? "HERALD_MYSQL_URL" : "mysql.url");
+		goto out;
+	}
+	*out = c.mysql.parsed;
+	opts->connect_timeout = c.mysql.connect_timeout;
+	opts->read_timeout = c.mysql.read_timeout;
+	opts->write_timeout = c.mysql.write_timeout;
+	rc = 0;
+out:
+	conf_free(&c);
+	return rc;
+}
+
+/* main - parse the global options, then run COMMAND */
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *conf = NULL;
+	int c, i;
+
+	log_init("heraldctl", LOG_LEVEL_WARN);
+	while ((c = getopt_long(argc, argv, "+c:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			conf = optarg;
+			break;
+		case 'h':
+			fputs(heraldctl_usage, stdout);
+			return EX_OK;
+		case 'V':
+			printf("heraldctl %s\n", PACKAGE_VERSION);
+			return EX_OK;
+		default:
+			fputs(heraldctl_usage, stderr);
+			return EX_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1) {
+		fputs(heraldctl_usage, stderr);
+		return EX_USAGE;
+	}
+	if (strcmp(argv[0], "db") == 0)
+		return db_migrate_cmd(conf, argc, argv);
+	if (strcmp(argv[0], "help") == 0) {
+		fputs(heraldctl_usage, stdout);
+		return EX_OK;
+	}
+	for (i = 0; heraldctl_later[i] != NULL; i++) {
+		if (strcmp(argv[0], heraldctl_later[i]) == 0) {
+			fprintf(stderr, "heraldctl: %s: not yet implemented\n", argv[0]);
+			return EX_USAGE;
+		}
+	}
+	fprintf(stderr, "heraldctl: unknown command '%s' (heraldctl --help lists them)\n", argv[0]);
+	return EX_USAGE;
+}
