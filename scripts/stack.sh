@@ -33,6 +33,15 @@ pick_ports() {
 # alive - true when PID runs and is no zombie
 alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
 
+# stop_pid - SIGTERM (both servers stop cleanly on it), SIGKILL after 10 s
+stop_pid() {
+	local pid=$1
+	alive "$pid" || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for _ in $(seq 1 100); do alive "$pid" || return 0; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null
+}
+
 rmq_env() {
 	local d=$1 port=$2
 	export HOME=$d/rabbitmq/home
@@ -67,14 +76,9 @@ rmq_start() {
 }
 
 rmq_stop() {
-	local d=$1 port=$2 r=$1/rabbitmq pid
+	local d=$1 port=$2 r=$1/rabbitmq
 	[ -f "$r/rabbitmq.pid" ] || return 0
-	pid=$(cat "$r/rabbitmq.pid")
-	if alive "$pid"; then
-		kill -TERM "$pid" 2>/dev/null
-		for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
-		alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	fi
+	stop_pid "$(cat "$r/rabbitmq.pid")"
 	( rmq_env "$d" "$port"; epmd -port $((port + 2)) -kill > /dev/null 2>&1 )
 	rm -f "$r/rabbitmq.pid"
 }
@@ -125,14 +129,9 @@ CNF
 }
 
 db_stop() {
-	local m=$1/mariadb pid
+	local m=$1/mariadb
 	[ -f "$m/server.pid" ] || return 0
-	pid=$(cat "$m/server.pid")
-	if alive "$pid"; then
-		kill -TERM "$pid" 2>/dev/null
-		for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
-		alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	fi
+	stop_pid "$(cat "$m/server.pid")"
 	rm -f "$m/server.pid"
 }
 
