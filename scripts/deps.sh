@@ -34,6 +34,14 @@ fi
 echo "deps.sh: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >&2
-# policy-rc.d may deny starting the system services; that is what we want (we run private ones).
+# Keep the packages' postinst scripts from starting the system's RabbitMQ and MariaDB: herald
+# runs private ones (scripts/stack.sh). policy-rc.d exiting 101 denies every start; an existing
+# one is put back afterwards.
+policy=/usr/sbin/policy-rc.d saved=""
+if [ -e "$policy" ]; then saved=$(mktemp); cp -p "$policy" "$saved"; fi
+restore() { if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi; }
+trap restore EXIT
+printf '#!/bin/sh\nexit 101\n' > "$policy"
+chmod 755 "$policy"
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing >&2

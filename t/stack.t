@@ -29,9 +29,11 @@ mariadb -h127.0.0.1 -P"$m2" -uherald -pherald herald -N -e "SHOW TABLES LIKE 't_
 is "$(cat "$two/t")" "" "a table of the first database is not in the second"
 like "$(amqp-get -u "$HERALD_AMQP_URL" -q herald.t.stack 2>&1)" "NOT_FOUND" \
 	"a queue of the first broker is not in the second"
+pids="$(cat "$two/rabbitmq/rabbitmq.pid" 2>/dev/null) $(cat "$two/mariadb/server.pid" 2>/dev/null)"   # no newline in the first
 "$HERALD_SRCDIR/scripts/stack.sh" down "$two" > /dev/null 2>&1
-pids="$(cat "$two/rabbitmq/rabbitmq.pid" "$two/mariadb/server.pid" 2>/dev/null)"
+running=""
+for p in $pids; do st=$(ps -o stat= -p "$p" 2>/dev/null); [ -z "$st" ] || [ "${st#Z}" != "$st" ] || running="$running $p"; done
 ( exec 3<>"/dev/tcp/127.0.0.1/$a2" ) 2>/dev/null || ( exec 3<>"/dev/tcp/127.0.0.1/$m2" ) 2>/dev/null
-[ $? -ne 0 ] && [ -z "$pids" ]
-ok $? "the second stack stops and frees its ports"
+[ $? -ne 0 ] && [ "$(echo $pids | wc -w)" = 2 ] && [ -z "$running" ]
+ok $? "the second stack stops its two servers and frees its ports"
 done_testing
