@@ -320,9 +320,9 @@ static int db_ready(struct db *db)
 	return was_in_txn ? DB_ERETRY : 0;
 }
 
-/* db_failed - decide after a failed call (error in db->err) of OP on WHAT, attempt TRY (0-based):
- * 1 to retry, else the value to return; logs once */
-static int db_failed(struct db *db, int try, const char *op, const char *what)
+/* db_failed - decide after a failed call (error in db->err) of OP on WHAT, attempt TRY (0-based),
+ * REPEATABLE when running it twice is harmless: 1 to retry, else the value to return; logs once */
+static int db_failed(struct db *db, int try, bool repeatable, const char *op, const char *what)
 {
 	switch (db_classify(db->err)) {
 	case DB_V_LOST:
@@ -332,9 +332,15 @@ static int db_failed(struct db *db, int try, const char *op, const char *what)
 			db_log_fail(db, 1, op, what, " note=\"connection lost in a transaction: retry it\"");
 			return DB_ERETRY;
 		}
-		if (try == 0 && db->opts.reconnect_tries >= 0) {
+		/* CR_SERVER_GONE_ERROR: the request was never sent, so it did not run */
+		if (try == 0 && db->opts.reconnect_tries >= 0 &&
+		    (repeatable || db->err == CR_SERVER_GONE_ERROR)) {
 			db_log_fail(db, 1, op, what, " note=\"connection lost: reconnecting\"");
 			return 1;
+		}
+		if (try == 0) {
+			db_log_fail(db, 1, op, what, " note=\"connection lost mid-call: outcome unknown\"");
+			return DB_ERETRY;
 		}
 		break;
 	case DB_V_DEADLOCK:
@@ -613,7 +619,7 @@ int db_exec(struct db *db, int id, const struct db_arg *args, size_t nargs)
 			return rc;
 		if (db_exec_once(db, &db->st[id], args, nargs) == 0)
 			return 0;
-		if ((rc = db_failed(db, try, "execute", db->reg[id].name)) != 1)
+		if ((rc = db_failed(db, try, db->reg[id].repeatable, "execute", db->reg[id].name)) != 1)
 			return rc;
 	}
 }
@@ -763,7 +769,7 @@ int db_sql(struct db *db, const char *sql, const char *what)
 			return rc;
 		if (db_query_once(db, sql) == 0)
 			return 0;
-		if ((rc = db_failed(db, try, "query", what)) != 1)
+		if ((rc = db_failed(db, try, false, "query", what)) != 1)
 			return rc;
 	}
 }

@@ -15,9 +15,10 @@
  *		use(db_col_i64(db, Q_GET, 0), db_col_time(db, Q_GET, 1));
  *
  * A lost connection (server gone, killed, restarted) is reconnected with backoff and every statement
- * prepared again; outside a transaction the failed call is then retried once, inside one the call
- * returns DB_ERETRY and the caller runs the whole transaction again (so writes must be safe to
- * repeat). MYSQL_OPT_RECONNECT is never used. Errors are logged here, once, naming the statement.
+ * prepared again. Outside a transaction the failed call is then retried once when it cannot have
+ * run (the request never reached the server) or its statement is marked repeatable; otherwise, and
+ * always inside a transaction, the call returns DB_ERETRY: the outcome is unknown, and the caller
+ * decides (a cap increment run twice would count twice). MYSQL_OPT_RECONNECT is never used. Errors are logged here, once, naming the statement.
  * A struct db is one connection: use it from one thread (each worker process opens its own).
  */
 #ifndef HERALD_DB_H
@@ -33,13 +34,15 @@ struct db;
 
 /* Return values: 0 (or a row count where said) on success, else one of these. */
 #define DB_ERR     (-1)      /* failed; logged */
-#define DB_ERETRY  (-2)      /* connection lost or deadlock inside a transaction: it was rolled
-                                back, run the whole transaction again */
+#define DB_ERETRY  (-2)      /* connection lost mid-call (outcome unknown) or deadlock inside a
+                                transaction (rolled back): run the whole of it again */
 #define DB_EDUP    (-3)      /* duplicate key (ER_DUP_ENTRY); logged at debug level only */
 
 struct db_stmt {
 	const char *name;        /* for logs */
 	const char *sql;         /* constant SQL with '?' placeholders: never built from data */
+	bool repeatable;         /* running it twice changes nothing (a read, or a write keyed so a
+	                            repeat is a no-op): retried after a connection lost mid-call */
 };
 
 struct db_opts {

@@ -25,13 +25,13 @@ enum {
 
 static const struct db_stmt itest_stmts[Q__N] = {
 	[Q_PUT] = { "put", "INSERT INTO itest_db (s, b, t, n) VALUES (?, ?, ?, ?)" },
-	[Q_GET] = { "get", "SELECT s, b, t, n FROM itest_db WHERE id = ?" },
+	[Q_GET] = { "get", "SELECT s, b, t, n FROM itest_db WHERE id = ?", true },
 	[Q_KILL] = { "kill", "KILL CONNECTION ?" },
 	[Q_CAP] = { "cap", "INSERT INTO itest_cap (subject, channel, day, n) VALUES (?, ?, ?, 1)"
 		" ON DUPLICATE KEY UPDATE n = LAST_INSERT_ID(IF(n < ?, n + 1, n))" },
-	[Q_CAP_N] = { "cap_n", "SELECT n FROM itest_cap WHERE subject = ? AND channel = ? AND day = ?" },
-	[Q_X_COUNT] = { "x_count", "SELECT COUNT(*) FROM itest_x" },
-	[Q_CONN_ID] = { "conn_id", "SELECT CONNECTION_ID()" },
+	[Q_CAP_N] = { "cap_n", "SELECT n FROM itest_cap WHERE subject = ? AND channel = ? AND day = ?", true },
+	[Q_X_COUNT] = { "x_count", "SELECT COUNT(*) FROM itest_x", true },
+	[Q_CONN_ID] = { "conn_id", "SELECT CONNECTION_ID()", true },
 };
 
 static const char *const itest_setup[] = {
@@ -149,6 +149,12 @@ static void itest_kill_outside(struct db *db, struct db *db2)
 	ok(db_thread_id(db) != before && db_thread_id(db) != 0, "on a new connection");
 	itest_put(db, "after", 5, NULL, 0, 0, 1, &rc);
 	is_int(rc, 0, "other statements were prepared again");
+	itest_kill(db2, db);
+	itest_put(db, "once", 4, NULL, 0, 0, 1, &rc);
+	diag("a write on a killed connection returned %d", rc);
+	ok(rc == 0 || rc == DB_ERETRY, "a write that is not repeatable is retried only if it never ran");
+	itest_put(db, "after2", 6, NULL, 0, 0, 1, &rc);
+	is_int(rc, 0, "the connection after that works");
 }
 
 /* itest_kill_inside - a killed connection inside a transaction gives DB_ERETRY */
@@ -260,7 +266,7 @@ int main(void)
 	int i, rc = 0;
 
 	log_init("db_reconnect", LOG_LEVEL_WARN);
-	plan(42);
+	plan(44);
 	if (env == NULL || url_parse(env, &u, err, sizeof(err)) != 0) {
 		printf("Bail out! HERALD_MYSQL_URL missing or bad\n");
 		return 1;
