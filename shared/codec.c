@@ -20,12 +20,12 @@
 
 #define CX_NOIDX SIZE_MAX
 #define CX_NAME_MAX 64               /* template, client_id, category */
-#define CX_USER_ID_MAX 255
+#define CX_USER_ID_MAX 191           /* bytes: users.user_id is VARCHAR(191) */
 #define CX_IDEMPOTENCY_MAX 255
 #define CX_BATCH_MAX 128
 #define CX_EMAIL_MAX 254
 #define CX_URL_MAX 2048
-#define CX_TOKEN_MAX 4096
+#define CX_TOKEN_MAX 512             /* printable ASCII: devices.token */
 #define CX_ATTEMPT_MAX 1000000
 #define CX_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
@@ -216,9 +216,8 @@ static bool cx_url_ok(const char *s)
 	else
 		return false;
 	end = host + strcspn(host, "/?#");
-	for (p = host; p < end; p++)           /* skip any userinfo */
-		if (*p == '@')
-			host = p + 1;
+	if (memchr(host, '@', (size_t)(end - host)) != NULL)
+		return false;                      /* credentials would be stored and logged */
 	if (host < end && *host == '[') {
 		p = memchr(host, ']', (size_t)(end - host));
 		if (p == NULL || p == host + 1)
@@ -372,6 +371,9 @@ static int cx_push_token(struct codec_error *e, const char *prefix, struct json_
 		return cx_fail(e, prefix, "token", "required");
 	if (cx_text(e, prefix, "token", CX_NOIDX, v, 1, CX_TOKEN_MAX, token) < 0)
 		return -1;
+	if ((*token)[strspn(*token, "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~")] != '\0')
+		return cx_fail(e, prefix, "token", "must be printable ASCII without spaces");
 	*platform = p;
 	return 0;
 }

@@ -48,13 +48,14 @@ int txid_new(char out[TXID_LEN + 1])
 	return 0;
 }
 
-/* txid_is_hex - true for 0-9, a-f, A-F (locale independent) */
+/* txid_is_hex - true for 0-9, a-f (locale independent); lower case only, because ids are
+ * compared byte for byte (the database's ascii_bin columns, message ids) */
 static int txid_is_hex(char c)
 {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
-/* txid_valid - S is exactly 8-4-4-4-12 hex digits (any version, either case) */
+/* txid_valid - S is exactly 8-4-4-4-12 lower-case hex digits (any version) */
 bool txid_valid(const char *s)
 {
 	size_t i;

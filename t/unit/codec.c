@@ -135,6 +135,12 @@ static const struct bad bad_static[] = {
 		"\"channels\":{\"webhook\":{\"event\":\"e\"}}}", "webhook URL with a space" },
 	{ "to.webhook_url", "{\"to\":{\"webhook_url\":\"https://h.example:99999/\"},"
 		"\"channels\":{\"webhook\":{\"event\":\"e\"}}}", "webhook URL with a bad port" },
+	{ "to.webhook_url", "{\"to\":{\"webhook_url\":\"https://u:pw@h.example/\"},"
+		"\"channels\":{\"webhook\":{\"event\":\"e\"}}}", "webhook URL with credentials" },
+	{ "to.push_token.token", "{\"to\":{\"push_token\":{\"platform\":\"ios\",\"token\":\"a b\"}},"
+		"\"channels\":{\"push\":{\"title\":\"t\"}}}", "push token with a space" },
+	{ "to.push_token.token", "{\"to\":{\"push_token\":{\"platform\":\"ios\",\"token\":\"t\u00e9\"}},"
+		"\"channels\":{\"push\":{\"title\":\"t\"}}}", "push token not ASCII" },
 	{ "to.phone", "{\"to\":{\"email\":\"a@example.org\"},\"channels\":{\"email\":{\"subject\":\"s\","
 		"\"body\":\"b\"},\"sms\":{\"body\":\"b\"}}}", "to lacks the phone sms needs" },
 	{ "to.webhook_url", "{\"to\":{\"email\":\"a@example.org\"},"
@@ -303,6 +309,14 @@ static size_t t_gen(struct gen *g, char *deep_field, size_t deep_size, char *top
 	t_gen_add(g, &n, "idempotency_key", t_strdupf("{" U SMS ",\"idempotency_key\":\"%s\"}", a),
 		"idempotency_key 256 bytes");
 	t_gen_add(g, &n, "user_id", t_strdupf("{\"user_id\":\"%s\"," SMS "}", a), "user_id 256 bytes");
+	free(a);
+	a = t_repeat("u", 192);
+	t_gen_add(g, &n, "user_id", t_strdupf("{\"user_id\":\"%s\"," SMS "}", a),
+		"user_id 192 bytes (the column holds 191)");
+	free(a);
+	a = t_repeat("t", 513);
+	t_gen_add(g, &n, "to.push_token.token", t_strdupf("{\"to\":{\"push_token\":{\"platform\":\"ios\","
+		"\"token\":\"%s\"}},\"channels\":{\"push\":{\"title\":\"t\"}}}", a), "push token 513 bytes");
 	free(a);
 	return n;
 }

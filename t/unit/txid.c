@@ -36,7 +36,6 @@ int main(void)
 	static const char *good[] = {
 		"00000000-0000-0000-0000-000000000000",
 		"123e4567-e89b-12d3-a456-426614174000",
-		"123E4567-E89B-12D3-A456-426614174000",
 		"f47ac10b-58cc-4372-a567-0e02b2c3d479",
 	};
 	static const char *bad[] = {
@@ -51,6 +50,7 @@ int main(void)
 		"f47ac10b-58cc-4372-a567-0e02b2c3d479\n",       /* trailing newline */
 		"f47ac10b58cc4372a5670e02b2c3d479",             /* no dashes */
 		"urn:uuid:f47ac10b-58cc-4372-a567-0e02b2c3d479",
+		"123E4567-E89B-12D3-A456-426614174000",         /* upper case: ids compare exactly */
 	};
 	size_t ngood = sizeof good / sizeof good[0], nbad = sizeof bad / sizeof bad[0];
 	char (*ids)[TXID_LEN + 1];
