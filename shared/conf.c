@@ -190,6 +190,28 @@ static int conf_fail(struct conf_ctx *x, const config_setting_t *s, const char *
 	return -1;
 }
 
+/* conf_no_include - refuse settings that came through @include: heraldd checks one file's
+ * permissions for secrets (§9), so a secret must not hide in another; 0 or -1 */
+static int conf_no_include(struct conf_ctx *x, const config_setting_t *s)
+{
+	int i, n = config_setting_length(s);
+
+	if (config_setting_source_file(s) != NULL &&
+	    strcmp(config_setting_source_file(s), x->file) != 0) {
+		char why[CONF_ERR_MAX];
+
+		snprintf(why, sizeof why, "@include is not supported (a setting comes from %.200s):"
+		    " keep the configuration in one file, whose permissions are checked",
+		    config_setting_source_file(s));
+		conf_error_set(x->err, x->file, 0, NULL, why);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (conf_no_include(x, config_setting_get_elem(s, (unsigned)i)) < 0)
+			return -1;
+	return 0;
+}
+
 /* conf_oom - report an allocation failure; always -1 */
 static int conf_oom(struct conf_ctx *x, const char *path)
 {
@@ -1674,7 +1696,8 @@ static int conf_read(struct conf_ctx *x, FILE *fp)
 		goto out;
 	}
 	root = config_root_setting(&cfg);
-	if (conf_walk(x, root, conf_keys, x->c, -1, "", NULL, NULL, NULL) < 0)
+	if (conf_no_include(x, root) < 0 ||
+	    conf_walk(x, root, conf_keys, x->c, -1, "", NULL, NULL, NULL) < 0)
 		goto out;
 	for (i = 0; i < config_setting_length(root); i++)
 		x->c->sections |= conf_section_bit(config_setting_name(

@@ -250,6 +250,17 @@ static void conf_t_errors(void)
 	ok(conf_load(p, &c, &err) == -1 && strncmp(err.msg, want, strlen(want)) == 0 &&
 	    err.line == 3, "syntax error: FILE:LINE:");
 
+	{
+		const char *inc = conf_t_write("mysql = { url = \"mysql://h:secret@127.0.0.1/h\"; };\n");
+		char text[256];
+		const char *path;
+
+		snprintf(text, sizeof text, "broker = { prefetch = 5; };\n@include \"%s\"\n", inc + 5);   /* relative to /tmp */
+		path = conf_t_write(text);
+		if (!ok(conf_load(path, &c, &err) == -1 && strstr(err.msg, "@include is not supported") != NULL &&
+		    strncmp(err.msg, path, strlen(path)) == 0, "@include refused, naming the file"))
+			diag("got \"%s\"", err.msg);
+	}
 	conf_t_fails("broker = { prefetch = 5; };\nbogus = 1;\n", 2, "bogus", "unknown key",
 	    "unknown top-level key");
 	conf_t_fails("broker = {\n tls = {\n  verfy = true;\n };\n};\n", 3, "broker.tls.verfy",
@@ -388,7 +399,7 @@ int main(void)
 {
 	int i;
 
-	plan(55);
+	plan(56);
 	conf_t_env_clear();
 	conf_t_sample();
 	conf_t_defaults();
