@@ -66,10 +66,32 @@ static int herald_rpc(struct herald *h, const char *what)
 	return -1;
 }
 
+/* herald_system_ca - the system's CA bundle: $SSL_CERT_FILE, else the first bundle found; or NULL.
+ * rabbitmq-c 0.11 loads no default CAs, so without this an amqps:// URL with no ca_file trusts nothing. */
+static const char *herald_system_ca(void)
+{
+	static const char *const bundles[] = {
+		"/etc/ssl/certs/ca-certificates.crt",    /* Debian, Ubuntu, Alpine */
+		"/etc/pki/tls/certs/ca-bundle.crt",      /* Fedora, RHEL */
+		"/etc/ssl/ca-bundle.pem",                /* openSUSE */
+		"/etc/ssl/cert.pem",                     /* BSDs, macOS */
+	};
+	const char *env = getenv("SSL_CERT_FILE");
+	size_t i;
+
+	if (env != NULL && env[0] != '\0')
+		return env;
+	for (i = 0; i < sizeof bundles / sizeof bundles[0]; i++)
+		if (access(bundles[i], R_OK) == 0)
+			return bundles[i];
+	return NULL;
+}
+
 /* herald_socket - a TCP or TLS socket for H's broker URL, with the certificate checks */
 static amqp_socket_t *herald_socket(struct herald *h)
 {
 	const struct conf_broker *b = &h->conf.broker;
+	const char *ca = b->tls.ca_file;
 	amqp_socket_t *s;
 
 	if (!b->parsed.tls) {
@@ -83,8 +105,13 @@ static amqp_socket_t *herald_socket(struct herald *h)
 	}
 	amqp_ssl_socket_set_verify_peer(s, b->tls.verify);
 	amqp_ssl_socket_set_verify_hostname(s, b->tls.verify);
-	if (b->tls.ca_file != NULL && amqp_ssl_socket_set_cacert(s, b->tls.ca_file) != AMQP_STATUS_OK) {
-		snprintf(h->err, sizeof h->err, "broker.tls.ca_file %s: cannot load", b->tls.ca_file);
+	if (ca == NULL && b->tls.verify && (ca = herald_system_ca()) == NULL) {
+		snprintf(h->err, sizeof h->err, "amqps: no CA to verify the broker with: set broker.tls.ca_file");
+		return NULL;
+	}
+	if (ca != NULL && amqp_ssl_socket_set_cacert(s, ca) != AMQP_STATUS_OK) {
+		snprintf(h->err, sizeof h->err, "%s %s: cannot load",
+		    b->tls.ca_file != NULL ? "broker.tls.ca_file" : "system CA bundle", ca);
 		return NULL;
 	}
 	if (b->tls.cert_file != NULL && b->tls.key_file != NULL &&
@@ -94,6 +121,35 @@ static amqp_socket_t *herald_socket(struct herald *h)
 		return NULL;
 	}
 	return s;
+}
+
+/* herald_open_error - H->err for a failed socket open (status RC), the TLS failures in words */
+static void herald_open_error(struct herald *h, int rc)
+{
+	const struct conf_broker *b = &h->conf.broker;
+	const struct url *u = &b->parsed;
+	const char *ca = b->tls.ca_file != NULL ? b->tls.ca_file : herald_system_ca();
+
+	switch (rc) {
+	case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
+		snprintf(h->err, sizeof h->err, "TLS to %s:%d: the broker's certificate is not trusted "
+		    "(verified with %s %s)", u->host, u->port,
+		    b->tls.ca_file != NULL ? "broker.tls.ca_file" : "the system CAs", ca != NULL ? ca : "");
+		break;
+	case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
+		snprintf(h->err, sizeof h->err, "TLS to %s:%d: the broker's certificate is not valid for "
+		    "the name %s (rabbitmq-c checks DNS names only: use a host name the certificate carries)",
+		    u->host, u->port, u->host);
+		break;
+	case AMQP_STATUS_SSL_CONNECTION_FAILED:
+	case AMQP_STATUS_SSL_ERROR:
+		snprintf(h->err, sizeof h->err, "TLS to %s:%d: handshake failed (%s); is it a TLS port?",
+		    u->host, u->port, amqp_error_string2(rc));
+		break;
+	default:
+		snprintf(h->err, sizeof h->err, "connect to %s:%d: %s", u->host, u->port,
+		    amqp_error_string2(rc));
+	}
 }
 
 /* herald_connect - open, log in, open the channel, declare the topology, select confirms */
@@ -113,8 +169,7 @@ static int herald_connect(struct herald *h)
 	if ((s = herald_socket(h)) == NULL)
 		return HERALD_ECONFIG;
 	if ((rc = amqp_socket_open_noblock(s, u->host, u->port, &tv)) != AMQP_STATUS_OK) {
-		snprintf(h->err, sizeof h->err, "connect to %s:%d: %s", u->host, u->port,
-		    amqp_error_string2(rc));
+		herald_open_error(h, rc);
 		return HERALD_ECONNECT;
 	}
 	amqp_set_rpc_timeout(h->conn, &tv);

@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs="gcc make autoconf automake libtool pkg-config librabbitmq-dev libmariadb-dev
 	libjson-c-dev libcurl4-openssl-dev libconfig-dev libev-dev"
-server_pkgs="rabbitmq-server mariadb-server mariadb-client tzdata amqp-tools procps iproute2"
+server_pkgs="rabbitmq-server mariadb-server mariadb-client tzdata amqp-tools procps iproute2 openssl"
 check_pkgs="cppcheck valgrind"
 
 groups=("$@")

@@ -4,7 +4,9 @@
 #   scripts/stack.sh up DIR     start both (free ports), wait until ready, print the §12 URLs
 #   scripts/stack.sh down DIR   stop both cleanly (SIGKILL after a grace), leave DIR
 #   scripts/stack.sh env DIR    print `export HERALD_AMQP_URL=... HERALD_MYSQL_URL=...`
+#                               (and HERALD_AMQPS_URL, HERALD_T_CA: the broker's TLS listener, its CA)
 #   scripts/stack.sh restart-broker DIR | restart-db DIR   stop and start one server, same ports
+#   scripts/stack.sh ctl DIR ARGS...   rabbitmqctl ARGS on the stack's broker (e.g. add_vhost V)
 #
 # Nothing of the system's services is touched; two stacks in two directories run side by side.
 set -uo pipefail
@@ -18,12 +20,14 @@ die() { echo "stack.sh: $*" >&2; exit 1; }
 # port_free - true when nothing listens on 127.0.0.1:PORT
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# pick_ports - a random base with base..base+2 (broker, dist, epmd) and base+3 (db) all free
+# pick_ports - a random base with base..base+2 (broker, dist, epmd), base+3 (db) and base+4
+# (broker TLS) all free
 pick_ports() {
 	local i base
 	for i in $(seq 1 50); do
-		base=$((20000 + (RANDOM % 2000) * 4))
-		if port_free "$base" && port_free $((base + 1)) && port_free $((base + 2)) && port_free $((base + 3)); then
+		base=$((20000 + (RANDOM % 2000) * 5))
+		if port_free "$base" && port_free $((base + 1)) && port_free $((base + 2)) && port_free $((base + 3)) \
+			&& port_free $((base + 4)); then
 			echo "$base"; return 0
 		fi
 	done
@@ -53,9 +57,25 @@ rmq_env() {
 	export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
 }
 
+# tls_gen DIR - a throwaway CA and a server certificate for localhost and 127.0.0.1 in DIR/tls
+tls_gen() {
+	local t=$1/tls
+	[ -s "$t/server.pem" ] && return 0
+	mkdir -p "$t" && (
+	cd "$t" || exit 1
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+		-subj "/CN=herald test CA" -keyout ca.key -out ca.pem &&
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-subj /CN=localhost -keyout server.key -out server.csr &&
+	printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' > server.ext &&
+	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 0x$RANDOM$RANDOM -days 3650 \
+		-extfile server.ext -out server.pem ) > "$t/gen.log" 2>&1 || { cat "$t/gen.log" >&2; die "openssl: making the test certificates failed"; }
+}
+
 rmq_start() {
 	local d=$1 port=$2 r=$1/rabbitmq
 	mkdir -p "$r/home" "$r/mnesia" "$r/log"
+	tls_gen "$d"
 	if [ ! -f "$r/home/.erlang.cookie" ]; then
 		head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$r/home/.erlang.cookie"
 		chmod 400 "$r/home/.erlang.cookie"
@@ -63,6 +83,9 @@ rmq_start() {
 	# max_message_size bounds what a consumer may have to read in one blocking call (STYLE pitfalls)
 	printf 'listeners.tcp.1 = 127.0.0.1:%s\nlog.console = false\nmax_message_size = 1048576\n' \
 		"$port" > "$r/rabbitmq.conf"
+	printf 'listeners.ssl.1 = 127.0.0.1:%s\nssl_options.%s\nssl_options.%s\nssl_options.%s\nssl_options.verify = verify_none\n' \
+		$((port + 4)) "cacertfile = $d/tls/ca.pem" "certfile = $d/tls/server.pem" "keyfile = $d/tls/server.key" \
+		>> "$r/rabbitmq.conf"
 	echo '[].' > "$r/enabled_plugins"
 	rm -f "$r/rabbitmq.pid"
 	( rmq_env "$d" "$port"; cd "$r" && exec setsid "$RMQ_BIN/rabbitmq-server" > "$r/log/stdout.log" 2>&1 < /dev/null ) &
@@ -140,12 +163,14 @@ print_env() {
 	# shellcheck disable=SC1091
 	. "$d/ports"
 	echo "export HERALD_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT"
+	echo "export HERALD_AMQPS_URL=amqps://guest:guest@localhost:$((AMQP_PORT + 4))"
+	echo "export HERALD_T_CA=$d/tls/ca.pem"
 	echo "export HERALD_MYSQL_URL=mysql://herald:herald@127.0.0.1:$MYSQL_PORT/herald"
 	echo "export HERALD_STACK_DIR=$d"
 }
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: stack.sh up|down|env|restart-broker|restart-db DIR"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: stack.sh up|down|env|restart-broker|restart-db|ctl DIR"
 mkdir -p "$dir" || die "cannot create $dir"
 dir=$(cd "$dir" && pwd)
 
@@ -173,6 +198,10 @@ down)
 	rmq_stop "$dir" "$AMQP_PORT" & db_stop "$dir"; wait
 	;;
 env) print_env "$dir" ;;
+ctl)
+	# shellcheck disable=SC1091
+	. "$dir/ports"; shift 2; rmq_env "$dir" "$AMQP_PORT"
+	exec "$RMQ_BIN/rabbitmqctl" -n "herald-$AMQP_PORT@localhost" "$@" ;;
 restart-broker)
 	# shellcheck disable=SC1091
 	. "$dir/ports"; rmq_stop "$dir" "$AMQP_PORT"; rmq_start "$dir" "$AMQP_PORT" ;;
