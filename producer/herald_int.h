@@ -26,6 +26,9 @@ struct pend {
 	size_t n;
 	unsigned outstanding;        /* messages published and not yet confirmed */
 	size_t published;            /* notes[0..published) were published (both copies) */
+	char **body;                 /* per note: its wire body, encoded once for both copies
+	                                (and a resend), freed once the ledger copy is out */
+	size_t *blen;
 	unsigned char *acked;        /* per note: bit 0 channel copy, bit 1 ledger copy confirmed
 	                                (or not to be sent), bit 2 channel copy returned */
 	bool sealed;                 /* all its messages were published */

@@ -36,6 +36,20 @@ static char *publish_error_reply(int status, const char *msg, long line)
 	return s;
 }
 
+/* publish_bodies_free - release the cached wire bodies of P */
+static void publish_bodies_free(struct pend *p)
+{
+	size_t i;
+
+	if (p->body != NULL)
+		for (i = 0; i < p->n; i++)
+			free(p->body[i]);
+	free(p->body);
+	free(p->blen);
+	p->body = NULL;
+	p->blen = NULL;
+}
+
 /* publish_deliver - run the callbacks of finished requests at the head, in order */
 static void publish_deliver(struct herald *h)
 {
@@ -57,6 +71,7 @@ static void publish_deliver(struct herald *h)
 			    "{\"error\":true,\"status\":\"broker_error\",\"message\":\"out of memory\"}",
 			    p->line, p->arg);
 		free(reply);
+		publish_bodies_free(p);
 		codec_notes_free(p->notes, p->n);
 		codec_request_free(p->req);
 		free(p->acked);
@@ -104,14 +119,14 @@ static int publish_copy(struct herald *h, struct pend *p, size_t idx, int copy)
 	char msgid[HERALD_MSGID_MAX];
 	const char *ch = codec_channel_name(n->channel);
 	struct slot *s;
-	char *body;
-	size_t len, ne = 0;
+	size_t ne = 0;
 	int rc;
 
-	if (codec_note_encode(n, &body, &len) < 0)
+	/* both copies carry the same body: encode it once */
+	if (p->body[idx] == NULL && codec_note_encode(n, &p->body[idx], &p->blen[idx]) < 0)
 		return herald_fail(h, HERALD_ENOMEM, "encoding a message failed");
-	bytes.len = len;
-	bytes.bytes = body;
+	bytes.len = p->blen[idx];
+	bytes.bytes = p->body[idx];
 	publish_hdr(&e[ne++], "x-herald-txid", n->txid);
 	e[ne].key = amqp_cstring_bytes("x-herald-attempt");
 	e[ne].value.kind = AMQP_FIELD_KIND_I32;
@@ -144,7 +159,10 @@ static int publish_copy(struct herald *h, struct pend *p, size_t idx, int copy)
 	pr.headers.entries = e;
 	rc = amqp_basic_publish(h->conn, HERALD_CHAN, amqp_cstring_bytes(TOPOLOGY_EXCHANGE),
 	    amqp_cstring_bytes(copy == 1 ? TOPOLOGY_LEDGER_KEY : ch), 1, 0, &pr, bytes);
-	free(body);
+	if (copy == 1) {             /* the last use, unless a reconnect resends: then re-encoded */
+		free(p->body[idx]);
+		p->body[idx] = NULL;
+	}
 	if (rc != AMQP_STATUS_OK)
 		return herald_fail(h, HERALD_ECONNECT, "publish to the broker failed: %s",
 		    amqp_error_string2(rc));
@@ -406,7 +424,9 @@ static int publish_prepare(struct herald *h, struct pend *p, const char *buf, si
 	}
 	cat = conf_category_find(&h->conf, p->req->category);
 	if (codec_request_split(p->req, cat != NULL ? cat->priority : CODEC_PRIORITY_NORMAL,
-	    &p->notes, &p->n) < 0 || (p->acked = calloc(p->n + 1, 1)) == NULL)
+	    &p->notes, &p->n) < 0 || (p->acked = calloc(p->n + 1, 1)) == NULL ||
+	    (p->body = calloc(p->n + 1, sizeof *p->body)) == NULL ||
+	    (p->blen = calloc(p->n + 1, sizeof *p->blen)) == NULL)
 		return HERALD_ENOMEM;
 	for (i = 0; i < p->n; i++) {
 		free(p->notes[i]->client_id);
