@@ -3,6 +3,7 @@
 #define HERALD_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level {
 	LOG_LEVEL_DEBUG,

@@ -1,0 +1,82 @@
+/* admit - SPEC §4 steps 1-6 for one decoded message: what the database and the config say
+ * before anything is rendered or sent
+ *
+ * admit_note() reads the current status, cancellations, the idempotency claim, the recipient,
+ * suppressions, preferences, pause, quiet hours and the daily cap and client quota, and returns a
+ * verdict. It writes only the idempotency claim and the cap/quota reservations, each atomically
+ * in MySQL and keyed by the transaction, so the same transaction coming back (redelivery after a
+ * crash, retry tier, scheduler) finds its own claim and slot and goes on. It never writes a
+ * status: the caller records the verdict (with its audit row and event) and, when the message
+ * ends without delivery, gives the slots back with admit_release() inside that transaction.
+ *
+ * Statements: the caller's connection holds one registry for every module; this module's
+ * statements are admit_stmts[0..ADMIT_NSTMTS), registered at index BASE.
+ */
+#ifndef HERALD_ADMIT_H
+#define HERALD_ADMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "txid.h"
+
+struct conf;
+struct json_object;
+struct note;
+
+enum admit_verdict {
+	ADMIT_SKIP,              /* already final for (transaction, channel): ack, send nothing,
+	                            record nothing (the transition table forbids any change) */
+	ADMIT_FINAL,             /* ends now with STATUS: cancelled, expired, duplicate, invalid_user,
+	                            no_address, suppressed, opt_out, paused, rate_limited */
+	ADMIT_DEFER,             /* deferred until DEFER_UNTIL: quiet hours, send_at, cap policy
+	                            defer (the slot is not reserved) */
+	ADMIT_GO                 /* deliver: recipient resolved, claim and slots held */
+};
+
+struct admit_device {
+	char platform[16];       /* "ios" or "android" */
+	char token[513];
+};
+
+struct admit {
+	enum admit_verdict verdict;
+	char current[16];        /* the status recorded now for (transaction, channel); "" none */
+	const char *status;      /* ADMIT_FINAL: the status (a static string) */
+	struct json_object *detail;  /* ADMIT_FINAL / ADMIT_DEFER: why, for the audit row and
+	                            event, e.g. {"reason":"quiet_hours"}, {"reason":"client_quota"},
+	                            {"reason":"duplicate","first_transaction_id":"..."}; owned */
+	int64_t defer_until;     /* ADMIT_DEFER: µs since the epoch */
+	/* ADMIT_GO (and, where known, the others): */
+	struct json_object *profile; /* user's profile for templates: user_id, first_name,
+	                            last_name, email, phone, timezone, locale (absent keys omitted);
+	                            NULL for a `to` recipient; owned */
+	char *address;           /* email, E.164 phone or webhook URL; push: NULL (see devices) */
+	struct admit_device *devices;  /* push: the devices to send to (suppressed ones left out) */
+	size_t ndevices;
+	char timezone[65];       /* the recipient's zone ("UTC" for `to`) */
+	char locale[36];         /* "" when none */
+	bool reserved;           /* a cap or quota slot is held by this transaction */
+};
+
+extern const struct db_stmt admit_stmts[];
+extern const size_t admit_nstmts;
+
+/* admit_note - run §4 steps 1-6 for N at time NOW (µs) into *OUT (zeroed first; admit_free it
+ * whatever the result); 0, or DB_ERETRY / DB_ERR when the database failed (nothing decided:
+ * the caller may run it again, it is safe to repeat) */
+int admit_note(struct db *db, int base, const struct conf *c, const struct note *n, int64_t now,
+	struct admit *out);
+/* admit_free - release what admit_note allocated in A */
+void admit_free(struct admit *a);
+/* admit_release - the message TXID on channel CH ended without delivery: give its cap and quota
+ * slots back (at most once each: the reservation row is deleted and only then the counter
+ * decremented); run inside the caller's transaction; 0 or a DB_ error */
+int admit_release(struct db *db, int base, const char *txid, int ch);
+/* admit_keep - TXID on CH was delivered: the slots stay used; the reservation rows go; run
+ * inside the caller's transaction; 0 or a DB_ error */
+int admit_keep(struct db *db, int base, const char *txid, int ch);
+
+#endif
