@@ -11,9 +11,8 @@
 
 #include <amqp.h>
 #include <amqp_framing.h>
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
 
+#include "broker.h"
 #include "herald_int.h"
 #include "topology.h"
 
@@ -66,146 +65,21 @@ static int herald_rpc(struct herald *h, const char *what)
 	return -1;
 }
 
-/* herald_system_ca - the system's CA bundle: $SSL_CERT_FILE, else the first bundle found; or NULL.
- * rabbitmq-c 0.11 loads no default CAs, so without this an amqps:// URL with no ca_file trusts nothing. */
-static const char *herald_system_ca(void)
-{
-	static const char *const bundles[] = {
-		"/etc/ssl/certs/ca-certificates.crt",    /* Debian, Ubuntu, Alpine */
-		"/etc/pki/tls/certs/ca-bundle.crt",      /* Fedora, RHEL */
-		"/etc/ssl/ca-bundle.pem",                /* openSUSE */
-		"/etc/ssl/cert.pem",                     /* BSDs, macOS */
-	};
-	const char *env = getenv("SSL_CERT_FILE");
-	size_t i;
-
-	if (env != NULL && env[0] != '\0')
-		return env;
-	for (i = 0; i < sizeof bundles / sizeof bundles[0]; i++)
-		if (access(bundles[i], R_OK) == 0)
-			return bundles[i];
-	return NULL;
-}
-
-/* herald_socket - a TCP or TLS socket for H's broker URL, with the certificate checks */
-static amqp_socket_t *herald_socket(struct herald *h)
-{
-	const struct conf_broker *b = &h->conf.broker;
-	const char *ca = b->tls.ca_file;
-	amqp_socket_t *s;
-
-	if (!b->parsed.tls) {
-		if ((s = amqp_tcp_socket_new(h->conn)) == NULL)
-			snprintf(h->err, sizeof h->err, "cannot create a TCP socket");
-		return s;
-	}
-	if ((s = amqp_ssl_socket_new(h->conn)) == NULL) {
-		snprintf(h->err, sizeof h->err, "cannot create a TLS socket");
-		return NULL;
-	}
-	amqp_ssl_socket_set_verify_peer(s, b->tls.verify);
-	amqp_ssl_socket_set_verify_hostname(s, b->tls.verify);
-	if (ca == NULL && b->tls.verify && (ca = herald_system_ca()) == NULL) {
-		snprintf(h->err, sizeof h->err, "amqps: no CA to verify the broker with: set broker.tls.ca_file");
-		return NULL;
-	}
-	if (ca != NULL && amqp_ssl_socket_set_cacert(s, ca) != AMQP_STATUS_OK) {
-		snprintf(h->err, sizeof h->err, "%s %s: cannot load",
-		    b->tls.ca_file != NULL ? "broker.tls.ca_file" : "system CA bundle", ca);
-		return NULL;
-	}
-	if (b->tls.cert_file != NULL && b->tls.key_file != NULL &&
-	    amqp_ssl_socket_set_key(s, b->tls.cert_file, b->tls.key_file) != AMQP_STATUS_OK) {
-		snprintf(h->err, sizeof h->err, "broker.tls.cert_file %s / key_file %s: cannot load",
-		    b->tls.cert_file, b->tls.key_file);
-		return NULL;
-	}
-	return s;
-}
-
-/* herald_open_error - H->err for a failed socket open (status RC), the TLS failures in words */
-static void herald_open_error(struct herald *h, int rc)
-{
-	const struct conf_broker *b = &h->conf.broker;
-	const struct url *u = &b->parsed;
-	const char *ca = b->tls.ca_file != NULL ? b->tls.ca_file : herald_system_ca();
-
-	switch (rc) {
-	case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
-		snprintf(h->err, sizeof h->err, "TLS to %s:%d: the broker's certificate is not trusted "
-		    "(verified with %s %s)", u->host, u->port,
-		    b->tls.ca_file != NULL ? "broker.tls.ca_file" : "the system CAs", ca != NULL ? ca : "");
-		break;
-	case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
-		snprintf(h->err, sizeof h->err, "TLS to %s:%d: the broker's certificate is not valid for "
-		    "the name %s (rabbitmq-c checks DNS names only: use a host name the certificate carries)",
-		    u->host, u->port, u->host);
-		break;
-	case AMQP_STATUS_SSL_CONNECTION_FAILED:
-	case AMQP_STATUS_SSL_ERROR:
-		snprintf(h->err, sizeof h->err, "TLS to %s:%d: handshake failed (%s); is it a TLS port?",
-		    u->host, u->port, amqp_error_string2(rc));
-		break;
-	default:
-		snprintf(h->err, sizeof h->err, "connect to %s:%d: %s", u->host, u->port,
-		    amqp_error_string2(rc));
-	}
-}
-
 /* herald_connect - open, log in, open the channel, declare the topology, select confirms */
 static int herald_connect(struct herald *h)
 {
 	const struct conf_broker *b = &h->conf.broker;
-	const struct url *u = &b->parsed;
-	struct timeval tv = { .tv_sec = b->connect_timeout };
-	amqp_table_entry_t cap, props[2];
-	amqp_table_t client;
-	amqp_socket_t *s;
-	amqp_rpc_reply_t r;
-	int rc;
+	struct timeval tv = { .tv_sec = b->confirm_timeout };
+	int config;
 
-	if ((h->conn = amqp_new_connection()) == NULL)
-		return HERALD_ENOMEM;
-	if ((s = herald_socket(h)) == NULL)
-		return HERALD_ECONFIG;
-	if ((rc = amqp_socket_open_noblock(s, u->host, u->port, &tv)) != AMQP_STATUS_OK) {
-		herald_open_error(h, rc);
-		return HERALD_ECONNECT;
-	}
-	amqp_set_rpc_timeout(h->conn, &tv);
-	/* ask for connection.blocked, which rabbitmq-c 0.11 does not announce by itself */
-	cap.key = amqp_cstring_bytes("connection.blocked");
-	cap.value.kind = AMQP_FIELD_KIND_BOOLEAN;
-	cap.value.value.boolean = 1;
-	props[0].key = amqp_cstring_bytes("capabilities");
-	props[0].value.kind = AMQP_FIELD_KIND_TABLE;
-	props[0].value.value.table.num_entries = 1;
-	props[0].value.value.table.entries = &cap;
-	props[1].key = amqp_cstring_bytes("product");
-	props[1].value.kind = AMQP_FIELD_KIND_UTF8;
-	props[1].value.value.bytes = amqp_cstring_bytes("libherald");
-	client.num_entries = 2;
-	client.entries = props;
-	r = amqp_login_with_properties(h->conn, u->path, 0, 131072, b->heartbeat, &client,
-	    AMQP_SASL_METHOD_PLAIN, h->user, u->password);
-	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-		char what[URL_PART_MAX * 3 + 64];
-
-		snprintf(what, sizeof what, "log in to %s:%d vhost %s as %s", u->host, u->port, u->path,
-		    h->user);
-		topology_rpc_error(h->conn, 0, r, what, h->err, sizeof h->err);
-		return HERALD_ECONNECT;
-	}
-	amqp_channel_open(h->conn, HERALD_CHAN);
-	if (herald_rpc(h, "open channel") < 0)
-		return HERALD_ECONNECT;
+	if ((h->conn = broker_open(b, "libherald", HERALD_CHAN, &config, h->err, sizeof h->err)) == NULL)
+		return config ? HERALD_ECONFIG : HERALD_ECONNECT;
 	if (topology_declare(h->conn, HERALD_CHAN, &h->conf, h->err, sizeof h->err) < 0)
 		return HERALD_ETOPOLOGY;
 	amqp_confirm_select(h->conn, HERALD_CHAN);
 	if (herald_rpc(h, "confirm.select") < 0)
 		return HERALD_ECONNECT;
 	/* rabbitmq-c 0.11 writes block: bound them, so a broker that stops reading is an error */
-	tv.tv_sec = b->confirm_timeout;
 	setsockopt(amqp_get_sockfd(h->conn), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	h->next_tag = 1;
 	h->base = 1;
@@ -271,8 +145,7 @@ int herald_open(const char *path, struct herald **out, char *err, size_t errlen)
 		rc = HERALD_ECONFIG;
 		goto fail;
 	}
-	snprintf(h->user, sizeof h->user, "%s",
-	    h->conf.broker.parsed.user[0] != '\0' ? h->conf.broker.parsed.user : "guest");
+	snprintf(h->user, sizeof h->user, "%s", broker_user(&h->conf.broker));
 	if (herald_categories(h) < 0 ||
 	    (h->slots = calloc(h->window, sizeof *h->slots)) == NULL) {
 		rc = HERALD_ENOMEM;

@@ -1,0 +1,22 @@
+/* broker - one way to open a broker connection: TCP or TLS, bounded waits, login, channel */
+#ifndef HERALD_BROKER_H
+#define HERALD_BROKER_H
+
+#include <stddef.h>
+
+#include <amqp.h>
+
+struct conf_broker;
+
+/* broker_open - connect to broker B (its parsed URL, TLS settings, connect_timeout,
+ * heartbeat), log in announcing PRODUCT and the connection.blocked capability, open channel
+ * CHAN; the connection, or NULL with ERR saying what failed on what (TLS failures in words).
+ * The rpc timeout stays at connect_timeout. *CONFIG (may be NULL) is set to 1 when the
+ * failure is the configuration's (a CA or key file that cannot be loaded), else 0. */
+amqp_connection_state_t broker_open(const struct conf_broker *b, const char *product,
+	amqp_channel_t chan, int *config, char *err, size_t errlen);
+
+/* broker_user - the broker user of B (the URL's, else "guest"): the AMQP user_id property */
+const char *broker_user(const struct conf_broker *b);
+
+#endif
