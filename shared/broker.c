@@ -14,6 +14,7 @@
 
 #include "broker.h"
 #include "conf.h"
+#include "log.h"
 #include "topology.h"
 
 /* broker_system_ca - the system's CA bundle: $SSL_CERT_FILE, else the first bundle found; or
@@ -169,4 +170,17 @@ amqp_connection_state_t broker_open(const struct conf_broker *b, const char *pro
 fail:
 	amqp_destroy_connection(conn);
 	return NULL;
+}
+
+/* broker_rpc_ok - the last rpc's reply; a failure logged with what it was for */
+bool broker_rpc_ok(amqp_connection_state_t conn, amqp_channel_t chan, const char *what)
+{
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+	char err[512];
+
+	if (r.reply_type == AMQP_RESPONSE_NORMAL)
+		return true;
+	topology_rpc_error(conn, chan, r, what, err, sizeof err);
+	log_warnx("event=broker_error what=\"%s\" err=\"%s\"", what, err);
+	return false;
 }

@@ -2,6 +2,7 @@
 #ifndef HERALD_BROKER_H
 #define HERALD_BROKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <amqp.h>
@@ -15,6 +16,10 @@ struct conf_broker;
  * failure is the configuration's (a CA or key file that cannot be loaded), else 0. */
 amqp_connection_state_t broker_open(const struct conf_broker *b, const char *product,
 	amqp_channel_t chan, int *config, char *err, size_t errlen);
+
+/* broker_rpc_ok - whether the last rpc on channel CHAN of CONN succeeded; when not, logs a
+ * warning naming WHAT and the broker's reason (closing a closed channel properly) */
+bool broker_rpc_ok(amqp_connection_state_t conn, amqp_channel_t chan, const char *what);
 
 /* broker_user - the broker user of B (the URL's, else "guest"): the AMQP user_id property */
 const char *broker_user(const struct conf_broker *b);

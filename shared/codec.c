@@ -153,16 +153,16 @@ static bool cx_has_ctl(const char *s)
 	return false;
 }
 
-/* cx_name_ok - true for [A-Za-z0-9_.-]{1,64} */
-static bool cx_name_ok(const char *s)
+/* codec_name_ok - true for [A-Za-z0-9_.-]{1,64} */
+bool codec_name_ok(const char *s)
 {
 	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
 
 	return n > 0 && n <= CX_NAME_MAX && s[n] == '\0';
 }
 
-/* cx_email_ok - a sane addr-spec: local@dotted.domain, no spaces, controls or specials */
-static bool cx_email_ok(const char *s)
+/* codec_email_ok - a sane addr-spec: local@dotted.domain, no spaces, controls or specials */
+bool codec_email_ok(const char *s)
 {
 	const char *at = strchr(s, '@'), *p, *label;
 	size_t len = strlen(s);
@@ -190,8 +190,8 @@ static bool cx_email_ok(const char *s)
 	}
 }
 
-/* cx_phone_ok - E.164: '+', then 2-15 digits, the first 1-9 */
-static bool cx_phone_ok(const char *s)
+/* codec_phone_ok - E.164: '+', then 2-15 digits, the first 1-9 */
+bool codec_phone_ok(const char *s)
 {
 	size_t n;
 
@@ -201,8 +201,8 @@ static bool cx_phone_ok(const char *s)
 	return n >= 2 && n <= 15 && s[1 + n] == '\0';
 }
 
-/* cx_url_ok - an http:// or https:// URL with a host, optional port, no spaces or controls */
-static bool cx_url_ok(const char *s)
+/* codec_url_ok - an http:// or https:// URL with a host, optional port, no spaces or controls */
+bool codec_url_ok(const char *s)
 {
 	const char *host, *end, *p;
 	size_t n;
@@ -270,7 +270,7 @@ static int cx_name(struct codec_error *e, const char *key, struct json_object *v
 {
 	if (!json_object_is_type(v, json_type_string))
 		return cx_fail(e, NULL, key, "must be a string");
-	if (!cx_name_ok(json_object_get_string(v)))
+	if (!codec_name_ok(json_object_get_string(v)))
 		return cx_fail(e, NULL, key, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
 	*out = json_object_get_string(v);
 	return 0;
@@ -390,15 +390,15 @@ static int cx_address(struct codec_error *e, const char *key, struct json_object
 		return cx_fail(e, "to", key, "must be a string");
 	s = json_object_get_string(v);
 	if (strcmp(key, "email") == 0) {
-		if (!cx_email_ok(s))
+		if (!codec_email_ok(s))
 			return cx_fail(e, "to", key, "not a valid email address");
 		to->email = s;
 	} else if (strcmp(key, "phone") == 0) {
-		if (!cx_phone_ok(s))
+		if (!codec_phone_ok(s))
 			return cx_fail(e, "to", key, "not an E.164 phone number (+ and 2-15 digits)");
 		to->phone = s;
 	} else if (strcmp(key, "webhook_url") == 0) {
-		if (!cx_url_ok(s))
+		if (!codec_url_ok(s))
 			return cx_fail(e, "to", key, "not an http:// or https:// URL with a host");
 		to->webhook_url = s;
 	} else {

@@ -3,6 +3,7 @@
 #ifndef HERALD_CODEC_H
 #define HERALD_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -144,6 +145,17 @@ void codec_note_free(struct note *n);
  * "transaction_id":...}, or "transaction_ids" keyed by user id for user_ids; malloc'd, no
  * newline; NULL on error */
 char *codec_reply_received(const struct request *r, struct note *const *notes, size_t n);
+/* The address and name rules of the request format, for every place that takes one (heraldctl):
+ * codec_email_ok - a plain addr-spec local@dotted.domain, at most 254 bytes
+ * codec_phone_ok - E.164: '+', then 2-15 digits, the first 1-9
+ * codec_url_ok   - an http:// or https:// URL with a host, an optional port, no credentials,
+ *                  spaces or control characters, at most 2048 bytes
+ * codec_name_ok  - a template, client or category name: [A-Za-z0-9_.-]{1,64} */
+bool codec_email_ok(const char *s);
+bool codec_phone_ok(const char *s);
+bool codec_url_ok(const char *s);
+bool codec_name_ok(const char *s);
+
 /* codec_reply_error - {"error":true,"status":"invalid_request","message":...,"field":...}, with
  * "line":LINE when LINE > 0; malloc'd, no newline; NULL on error */
 char *codec_reply_error(const struct codec_error *e, long line);

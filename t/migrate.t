@@ -4,32 +4,20 @@
 # empties and drops (kept with HERALD_T_KEEP=1): other tests share DB while this one runs, so it
 # needs the right to create it (scripts/stack.sh: GRANT ALL ON `herald\_%`.* TO herald).
 . "$HERALD_SRCDIR/t/lib/tap.sh"
-[ -n "${HERALD_MYSQL_URL:-}" ] || bail "no HERALD_MYSQL_URL: run through t/run"
-ctl="$HERALD_BUILDDIR/heraldctl"
-[ -x "$ctl" ] || bail "$ctl not built"
-sqldir=${HERALD_SQL_DIR:-$HERALD_SRCDIR/sql}
-export HERALD_SQL_DIR=$sqldir
+. "$HERALD_SRCDIR/t/lib/sql.sh"
+need_ctl
+sqldir=$HERALD_SQL_DIR
 client=$(command -v mariadb || command -v mysql) || bail "no mariadb/mysql client"
 plan 28
 
 tmp=$(mktemp -d /tmp/herald-migrate.XXXXXX)
 
-# the client's connection from the URL mysql://user:pass@host:port/db (no percent-escapes here)
+# DB_t_migrate on the server of mysql://user:pass@host:port/DB; sql runs SQL in it
 u=${HERALD_MYSQL_URL#mysql://}
 creds=${u%@*} hostpart=${u##*@}
 hp=${hostpart%%/*}
 tdb=${hostpart#*/}_t_migrate
-cat > "$tmp/my.cnf" <<EOF
-[client]
-user=${creds%%:*}
-password=${creds#*:}
-host=${hp%:*}
-port=${hp##*:}
-protocol=TCP
-EOF
-[ "${hp%:*}" = localhost ] && sed -i 's/^host=.*/host=127.0.0.1/' "$tmp/my.cnf"
-# sql - run SQL in the test database, print rows tab-separated without headers
-sql() { "$client" --defaults-file="$tmp/my.cnf" -N -B -e "$1" "$tdb"; }
+sql_init "$tmp" "$tdb"
 cleanup() {
 	[ "${HERALD_T_KEEP:-0}" = 1 ] ||
 		"$client" --defaults-file="$tmp/my.cnf" -e "DROP DATABASE IF EXISTS \`$tdb\`" 2> /dev/null
@@ -126,7 +114,7 @@ dump | grep -v '^[0-9]*	' > "$tmp/conc"
 grep -v '^[0-9]*	' "$tmp/before" | cmp -s - "$tmp/conc"
 ok $? "and the schema is the same as a single run's"
 
-"$ctl" history u1 > /dev/null 2>&1
+"$ctl" stats > /dev/null 2>&1
 is $? 64 "commands not yet written exit 64"
 HERALD_MYSQL_URL= "$ctl" db version > /dev/null 2>&1
 is $? 78 "no MySQL URL: EX_CONFIG"

@@ -1,5 +1,7 @@
 /* qpeek - test helper: take every message off a queue (basic.get + ack) and print one line each:
- * priority, delivery mode, content type, message id, user id, headers and the body */
+ * priority, delivery mode, content type, message id, user id, headers and the body.
+ * "qpeek URL QUEUE --bind EXCHANGE KEY" instead declares QUEUE (durable) bound to EXCHANGE with
+ * KEY (to collect what a test publishes to herald.events) and exits. */
 #include "config.h"
 
 #include <inttypes.h>
@@ -44,8 +46,9 @@ int main(int argc, char **argv)
 	char err[256];
 	long n = 0;
 
-	if (argc != 3 || url_parse(argv[1], &u, err, sizeof err) < 0) {
-		fprintf(stderr, "usage: qpeek AMQP_URL QUEUE\n");
+	if ((argc != 3 && !(argc == 6 && strcmp(argv[3], "--bind") == 0)) ||
+	    url_parse(argv[1], &u, err, sizeof err) < 0) {
+		fprintf(stderr, "usage: qpeek AMQP_URL QUEUE [--bind EXCHANGE KEY]\n");
 		return 2;
 	}
 	c = amqp_new_connection();
@@ -57,6 +60,27 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	amqp_channel_open(c, 1);
+	if (argc == 6) {
+		/* the exchange as the topology declares it (a durable topic exchange), so a test can
+		 * bind before any herald process has run */
+		int rc = 0;
+
+		amqp_exchange_declare(c, 1, amqp_cstring_bytes(argv[4]), amqp_cstring_bytes("topic"),
+		    0, 1, 0, 0, amqp_empty_table);
+		if (amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL)
+			amqp_queue_declare(c, 1, amqp_cstring_bytes(argv[2]), 0, 1, 0, 0, amqp_empty_table);
+		if (amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL)
+			amqp_queue_bind(c, 1, amqp_cstring_bytes(argv[2]), amqp_cstring_bytes(argv[4]),
+			    amqp_cstring_bytes(argv[5]), amqp_empty_table);
+		if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) {
+			fprintf(stderr, "qpeek: cannot bind %s to %s\n", argv[2], argv[4]);
+			rc = 1;
+		} else {
+			amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+		}
+		amqp_destroy_connection(c);
+		return rc;
+	}
 	for (;;) {
 		amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(argv[2]), 0);
 		amqp_basic_get_ok_t *ok;
