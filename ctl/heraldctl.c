@@ -1,6 +1,7 @@
 /* heraldctl - the admin CLI (SPEC §1, §7, §8): option parsing and command dispatch
  *
- * Only the db commands exist so far; the others answer "not yet implemented" (EX_USAGE).
+ * Each command group lives in its own file (ctl.h); the commands not written yet answer
+ * "not yet implemented" (EX_USAGE).
  */
 #include "config.h"
 
@@ -21,16 +22,17 @@ static const char heraldctl_usage[] =
 	"\n"
 	"  db migrate [--dry-run]      apply the pending sql/NNNN_*.sql migrations\n"
 	"  db version                  print the schema version of the database\n"
-	"  status TXID [--trail]       statuses of a transaction per channel\n"
-	"  history USER [--limit N] [--since T] [--batch B]\n"
-	"  user add|show|import FILE|delete USER [--erase-history]\n"
-	"  prefs get|set USER [key=value...]\n"
+	"  status TXID [--trail]       statuses of a transaction per channel (JSON)\n"
+	"  history USER [--limit N] [--since T] [--batch B]   JSON Lines, newest first\n"
+	"  user add USER [--email E] [--phone P] [--timezone Z] ... | user add --json RECORD\n"
+	"  user show USER | user import FILE|- | user delete USER [--erase-history]\n"
+	"  prefs get USER | prefs set USER KEY=true|false|default...\n"
 	"  pause USER [--until T]      unpause USER\n"
-	"  caps get|set [--client C] [channel=N...]\n"
-	"  suppress list|add|remove ADDRESS\n"
-	"  template add|show|list|test\n"
-	"  cancel TXID | --batch B\n"
-	"  stats | workers CHANNEL N | purge --older-than AGE | parked list|replay|drop\n"
+	"  caps get [--client C]       caps set [--client C] [--quota] CHANNEL=N|none|default...\n"
+	"  suppress list [--channel CH] | suppress add|remove ADDRESS [--channel CH]\n"
+	"  (not yet implemented: template, cancel, stats, workers, purge, parked)\n"
+	"\n"
+	"  COMMAND --help shows a command's options; man heraldctl says more.\n"
 	"\n"
 	"  -c CONF      config file (default $HERALD_CONFIG, else /etc/herald/herald.conf)\n"
 	"  -h, --help   this text\n"
@@ -40,8 +42,23 @@ static const char heraldctl_usage[] =
 	"HERALD_SQL_DIR (migrations; default " HERALD_SQL_DIR ").\n";
 
 static const char *const heraldctl_later[] = {
-	"status", "history", "user", "prefs", "pause", "unpause", "caps", "suppress", "template",
-	"cancel", "stats", "workers", "purge", "parked", NULL
+	"template", "cancel", "stats", "workers", "purge", "parked", NULL
+};
+
+/* The implemented commands and the function that runs each. */
+static const struct {
+	const char *name;
+	int (*run)(const char *conf, int argc, char **argv);
+} heraldctl_cmds[] = {
+	{ "db", db_migrate_cmd },
+	{ "status", status_cmd },
+	{ "history", status_history_cmd },
+	{ "user", user_cmd },
+	{ "prefs", prefs_cmd },
+	{ "pause", prefs_pause_cmd },
+	{ "unpause", prefs_pause_cmd },
+	{ "caps", caps_cmd },
+	{ "suppress", suppress_cmd },
 };
 
 /* ctl_mysql_url - the MySQL URL and timeouts for CONF (the -c file, may be NULL) into OUT and
@@ -110,8 +127,9 @@ int main(int argc, char **argv)
 		fputs(heraldctl_usage, stderr);
 		return EX_USAGE;
 	}
-	if (strcmp(argv[0], "db") == 0)
-		return db_migrate_cmd(conf, argc, argv);
+	for (i = 0; i < (int)(sizeof(heraldctl_cmds) / sizeof(heraldctl_cmds[0])); i++)
+		if (strcmp(argv[0], heraldctl_cmds[i].name) == 0)
+			return heraldctl_cmds[i].run(conf, argc, argv);
 	if (strcmp(argv[0], "help") == 0) {
 		fputs(heraldctl_usage, stdout);
 		return EX_OK;

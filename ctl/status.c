@@ -1,0 +1,222 @@
+/* status - "heraldctl status TXID [--trail]" and "heraldctl history USER" (SPEC §7)
+ *
+ * status prints the current status of each of the four channels, null where the transaction
+ * did not request the channel. --trail adds "trail": per requested channel, its audit rows in
+ * order ({"old_status","new_status","changed_at","host","worker","attempt","detail"}).
+ * history prints one JSON line per (transaction, channel), newest first.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include <json-c/json.h>
+
+#include "conf.h"
+#include "ctl.h"
+#include "db.h"
+#include "rfc3339.h"
+#include "txid.h"
+
+#define STATUS_LIMIT 50          /* history: rows by default */
+#define STATUS_LIMIT_MAX 1000
+#define STATUS_BATCH_MAX 255     /* notifications.batch_id */
+
+enum { T_STATUS, T_TRAIL, T_HISTORY, T__N };
+
+static const struct db_stmt status_stmts[T__N] = {
+	[T_STATUS] = { "status_get",
+		"SELECT id, channel, status FROM notifications WHERE transaction_id = ?", true },
+	[T_TRAIL] = { "status_trail",
+		"SELECT old_status, new_status, changed_at, host, worker, attempt, detail"
+		" FROM notification_audit WHERE notification_id = ? ORDER BY id", true },
+	[T_HISTORY] = { "status_history",
+		"SELECT transaction_id, channel, status, category, priority, client_id, batch_id,"
+		" metadata, attempt, provider_message_id, created_at, updated_at FROM notifications"
+		" WHERE user_id = ? AND created_at >= ? AND (? IS NULL OR batch_id = ?)"
+		" ORDER BY created_at DESC, id DESC LIMIT ?", true },
+};
+
+static const char status_usage[] =
+	"usage: heraldctl status TXID [--trail]\n"
+	"       heraldctl history USER [--limit N] [--since RFC3339] [--batch B]\n"
+	"  history: newest first, at most N lines (default 50, at most 1000)\n";
+
+/* status_str - a JSON string of column COL of statement ID's row, or NULL (JSON null) */
+static struct json_object *status_str(struct db *db, int id, unsigned col)
+{
+	size_t len;
+	const char *s = db_col_str(db, id, col, &len);
+
+	return s ? json_object_new_string_len(s, (int)len) : NULL;
+}
+
+/* status_trail - the audit rows of notification NID as a JSON array into *OUT */
+static int status_trail(struct db *db, int64_t nid, struct json_object **out)
+{
+	int rc;
+
+	if ((rc = db_exec(db, T_TRAIL, DB_ARGS(db_i64(nid)))) != 0)
+		return rc;
+	*out = json_object_new_array();
+	while ((rc = db_fetch(db, T_TRAIL)) == 1) {
+		struct json_object *a = json_object_new_object();
+		size_t len;
+		const char *d = db_col_str(db, T_TRAIL, 6, &len);
+
+		json_object_object_add(a, "old_status", status_str(db, T_TRAIL, 0));
+		json_object_object_add(a, "new_status", status_str(db, T_TRAIL, 1));
+		json_object_object_add(a, "changed_at", ctl_time(db_col_time(db, T_TRAIL, 2)));
+		json_object_object_add(a, "host", status_str(db, T_TRAIL, 3));
+		json_object_object_add(a, "worker", status_str(db, T_TRAIL, 4));
+		json_object_object_add(a, "attempt", json_object_new_int64(db_col_i64(db, T_TRAIL, 5)));
+		json_object_object_add(a, "detail", ctl_json_text(d, len));
+		json_object_array_add(*out, a);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* status_get - print the statuses of TXID (and the trail); 0, 1 unknown, or a DB_ error */
+static int status_get(struct db *db, const char *txid, bool trail)
+{
+	struct json_object *o = json_object_new_object(), *trails = NULL;
+	int64_t nid[CONF_CHANNELS];
+	int ch, rc, n = 0;
+
+	for (ch = 0; ch < CONF_CHANNELS; ch++) {
+		json_object_object_add(o, conf_channel_name(ch), NULL);
+		nid[ch] = -1;
+	}
+	if ((rc = db_exec(db, T_STATUS, DB_ARGS(db_str(txid)))) != 0)
+		goto out;
+	while ((rc = db_fetch(db, T_STATUS)) == 1) {
+		if ((ch = conf_channel_parse(db_col_str(db, T_STATUS, 1, NULL))) < 0)
+			continue;
+		nid[ch] = db_col_i64(db, T_STATUS, 0);
+		json_object_object_add(o, conf_channel_name(ch), status_str(db, T_STATUS, 2));
+		n++;
+	}
+	if (rc < 0)
+		goto out;
+	if (n == 0) {
+		rc = 1;
+		goto out;
+	}
+	if (trail) {
+		trails = json_object_new_object();
+		json_object_object_add(o, "trail", trails);
+		for (ch = 0; ch < CONF_CHANNELS; ch++) {
+			struct json_object *t = NULL;
+
+			if (nid[ch] < 0)
+				continue;
+			rc = status_trail(db, nid[ch], &t);
+			json_object_object_add(trails, conf_channel_name(ch), t);
+			if (rc != 0)
+				goto out;
+		}
+	}
+	ctl_print(o);
+	return 0;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* status_cmd - "heraldctl status TXID [--trail]" */
+int status_cmd(const char *conf, int argc, char **argv)
+{
+	bool trail = false;
+	const struct ctl_opt opts[] = { { "--trail", NULL, &trail }, { NULL, NULL, NULL } };
+	const char *pos[1];
+	char txid[TXID_LEN + 1];
+	struct db *db;
+	int np, rc;
+
+	if ((rc = ctl_args("status", status_usage, argc - 1, argv + 1, opts, pos, 1, &np)) != 0)
+		return rc == CTL_HELP ? EX_OK : rc;
+	if (np == 0)
+		return ctl_usage("status", status_usage, "TXID is required");
+	snprintf(txid, sizeof(txid), "%s", pos[0]);
+	if (strlen(pos[0]) != TXID_LEN || !txid_valid(ctl_lower(txid))) {
+		fprintf(stderr, "heraldctl status: '%s': not a transaction id (a canonical UUID)\n",
+		    pos[0]);
+		puts("{\"error\":\"invalid or expired transaction_id\"}");
+		return 1;
+	}
+	if ((rc = ctl_db_open(conf, status_stmts, T__N, &db)) != 0)
+		return rc;
+	if ((rc = status_get(db, txid, trail)) == 1)
+		puts("{\"error\":\"invalid or expired transaction_id\"}");
+	else if (rc < 0)
+		rc = ctl_db_fail(db, rc);
+	db_close(db);
+	return rc;
+}
+
+/* status_row - the current history row as a JSON object */
+static struct json_object *status_row(struct db *db)
+{
+	struct json_object *o = json_object_new_object();
+	size_t len;
+	const char *meta = db_col_str(db, T_HISTORY, 7, &len);
+
+	json_object_object_add(o, "transaction_id", status_str(db, T_HISTORY, 0));
+	json_object_object_add(o, "channel", status_str(db, T_HISTORY, 1));
+	json_object_object_add(o, "status", status_str(db, T_HISTORY, 2));
+	json_object_object_add(o, "category", status_str(db, T_HISTORY, 3));
+	json_object_object_add(o, "priority", json_object_new_int64(db_col_i64(db, T_HISTORY, 4)));
+	json_object_object_add(o, "client_id", status_str(db, T_HISTORY, 5));
+	json_object_object_add(o, "batch_id", status_str(db, T_HISTORY, 6));
+	json_object_object_add(o, "metadata", ctl_json_text(meta, len));
+	json_object_object_add(o, "attempt", json_object_new_int64(db_col_i64(db, T_HISTORY, 8)));
+	json_object_object_add(o, "provider_message_id", status_str(db, T_HISTORY, 9));
+	json_object_object_add(o, "created_at", ctl_time(db_col_time(db, T_HISTORY, 10)));
+	json_object_object_add(o, "updated_at", ctl_time(db_col_time(db, T_HISTORY, 11)));
+	return o;
+}
+
+/* status_history_cmd - "heraldctl history USER [--limit N] [--since T] [--batch B]" */
+int status_history_cmd(const char *conf, int argc, char **argv)
+{
+	const char *limit = NULL, *since = NULL, *batch = NULL, *pos[1];
+	const struct ctl_opt opts[] = {
+		{ "--limit", &limit, NULL }, { "--since", &since, NULL }, { "--batch", &batch, NULL },
+		{ NULL, NULL, NULL }
+	};
+	long n = STATUS_LIMIT;
+	int64_t t = 0;
+	struct db *db;
+	char *end;
+	int np, rc;
+
+	if ((rc = ctl_args("history", status_usage, argc - 1, argv + 1, opts, pos, 1, &np)) != 0)
+		return rc == CTL_HELP ? EX_OK : rc;
+	if (np == 0)
+		return ctl_usage("history", status_usage, "USER is required");
+	if (limit != NULL) {
+		errno = 0;
+		n = strtol(limit, &end, 10);
+		if (errno != 0 || end == limit || *end != '\0' || n < 1 || n > STATUS_LIMIT_MAX)
+			return ctl_usage("history", status_usage, "--limit '%s': not a number from 1"
+			    " to %d", limit, STATUS_LIMIT_MAX);
+	}
+	if (since != NULL && rfc3339_parse(since, &t) != 0)
+		return ctl_usage("history", status_usage, "--since '%s': not an RFC 3339 time"
+		    " (2026-11-22T09:00:00Z)", since);
+	if (batch != NULL && (batch[0] == '\0' || strlen(batch) > STATUS_BATCH_MAX))
+		return ctl_usage("history", status_usage, "--batch: 1 to %d bytes", STATUS_BATCH_MAX);
+	if ((rc = ctl_db_open(conf, status_stmts, T__N, &db)) != 0)
+		return rc;
+	if ((rc = db_exec(db, T_HISTORY, DB_ARGS(db_str(pos[0]), db_time(t < 0 ? 0 : t),
+	    db_str(batch), db_str(batch), db_i64(n)))) == 0) {
+		while ((rc = db_fetch(db, T_HISTORY)) == 1)
+			ctl_print(status_row(db));
+	}
+	rc = rc < 0 ? ctl_db_fail(db, rc) : 0;
+	db_close(db);
+	return rc;
+}
