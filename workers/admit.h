@@ -61,6 +61,8 @@ struct admit {
 	bool reserved;           /* a cap or quota slot is held by this transaction */
 };
 
+#define ADMIT_NSTMTS 14       /* entries of admit_stmts (== admit_nstmts), for static registries */
+
 extern const struct db_stmt admit_stmts[];
 extern const size_t admit_nstmts;
 
@@ -69,6 +71,10 @@ extern const size_t admit_nstmts;
  * the caller may run it again, it is safe to repeat) */
 int admit_note(struct db *db, int base, const struct conf *c, const struct note *n, int64_t now,
 	struct admit *out);
+/* admit_flush_cache - forget the process's copy of the caps and client_quotas tables (read at
+ * most every 2 s), so the next admit_note reads them again (tests, `heraldctl caps set` via a
+ * reload) */
+void admit_flush_cache(void);
 /* admit_free - release what admit_note allocated in A */
 void admit_free(struct admit *a);
 /* admit_release - the message TXID on channel CH ended without delivery: give its cap and quota

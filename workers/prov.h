@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -49,13 +50,14 @@ struct prov_msg {
 struct prov_result {
 	enum prov_outcome outcome;
 	long http_status;            /* 0 when there was no HTTP answer */
-	int retry_after;             /* seconds from a 429's Retry-After; -1 when none */
+	int retry_after;             /* seconds from a 429's (or 5xx's) Retry-After; -1 when none */
 	char message_id[256];        /* the provider's message id ("" when none) */
 	char detail[512];            /* why, for the audit row: "HTTP 503", "connect: refused",
 	                                "destination 10.0.0.7 is private" (no secrets, no bodies) */
 };
 
-/* One call in flight: the easy handle the worker runs, and what the provider keeps for it. */
+/* One call in flight: the easy handle the worker runs, and what the provider keeps for it.
+ * Made only by prov_call_new (which keeps more beside it) and released by prov_call_free. */
 struct prov_call {
 	CURL *easy;
 	struct curl_slist *headers;
@@ -120,7 +122,23 @@ void prov_call_free(struct prov_call *call);
  * permanent; a refusal by the guard permanent. Fills R (http_status, retry_after, detail). */
 void prov_http_outcome(const struct prov_call *call, CURLcode rc, struct prov_result *r);
 /* prov_addr_private - whether the socket address SA is loopback, link-local, private (RFC 1918,
- * RFC 4193), unspecified, CGNAT, multicast or an IPv4-mapped one of those */
+ * RFC 4193), unspecified, CGNAT, multicast or an IPv4-mapped one of those (also: 0/8, 240/4 and
+ * broadcast, fec0::/10, and the IPv4 inside ::/96, 64:ff9b::/96 and 2002::/16; not IP: true) */
 bool prov_addr_private(const struct sockaddr *sa);
+/* prov_retry_after_parse - a Retry-After value V (delay-seconds or HTTP-date) as seconds from
+ * NOW (0 for a date in the past, capped at a day); -1 when V is neither */
+int prov_retry_after_parse(const char *v, time_t now);
+
+/* Standard Webhooks signing (prov_webhook.c). */
+
+/* prov_webhook_secret - the key bytes of SECRET: "whsec_<base64>" is base64-decoded, anything
+ * else is used as it is (raw bytes); at most OUTLEN bytes into OUT; the key length, or -1 when
+ * a whsec_ secret is not valid base64 or decodes to nothing */
+int prov_webhook_secret(const char *secret, unsigned char *out, size_t outlen);
+/* prov_webhook_sign - "v1,<base64 HMAC-SHA256 of ID.TS.BODY>" under SECRET into OUT (size
+ * OUTLEN, PROV_WEBHOOK_SIG_MAX is enough); 0, or -1 on a bad secret */
+#define PROV_WEBHOOK_SIG_MAX 64
+int prov_webhook_sign(const char *secret, const char *id, long long ts, const char *body,
+	size_t len, char *out, size_t outlen);
 
 #endif

@@ -1,15 +1,749 @@
-/* worker - placeholder until the pipeline lands (the lead is writing it) */
+/* worker - one channel worker: consume, admit, render, record ready, deliver, record, ack
+ *
+ * Everything runs on one libev loop. Messages the broker sent are taken as a batch: each is
+ * decoded and admitted (§4 steps 1-7), then the batch's statuses (final ones and `ready`) are
+ * written in one transaction, the final ones acked and the ready ones handed to the provider;
+ * many deliveries are in flight at once on libcurl's multi interface, bounded by the prefetch.
+ * Deliveries that end are recorded together (one transaction per burst) and then acked. Nothing
+ * is acked before its status is committed; a database or broker failure leaves the messages
+ * unacked and is retried with backoff (the broker redelivers what a lost connection held).
+ */
 #include "config.h"
 
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sysexits.h>
+#include <unistd.h>
 
+#include <amqp.h>
+#include <ev.h>
+#include <json-c/json.h>
+
+#include "admit.h"
+#include "codec.h"
+#include "conf.h"
+#include "db.h"
+#include "http.h"
 #include "log.h"
+#include "mq.h"
+#include "outbox.h"
+#include "prov.h"
+#include "record.h"
+#include "render.h"
+#include "rfc3339.h"
+#include "topology.h"
+#include "txid.h"
 #include "worker.h"
 
-/* worker_main - not written yet */
+#define WORKER_FLUSH_DELAY 0.005     /* s: deliveries ending this close together share a commit */
+#define WORKER_OUTBOX_EVERY 1.0      /* s: drain what others (ledger, a dead worker) left */
+#define WORKER_OUTBOX_BATCH 500
+#define WORKER_BACKOFF_MAX 30
+
+struct worker;
+
+/* One message from receipt to ack. */
+struct job {
+	struct job *next;
+	struct worker *w;
+	amqp_envelope_t *env;
+	unsigned gen;                    /* mq generation that delivered it */
+	struct note *note;               /* decoded; for an undecodable one: &stub */
+	struct note stub;
+	char stub_client[128], stub_category[64];
+	struct admit adm;
+	bool admitted;
+	struct rendered rnd;
+	char identity[TXID_LEN + 16];
+	size_t prov;                     /* provider in use (failover index) */
+	struct prov_result res;
+	const char *status;              /* to record */
+	struct json_object *detail;      /* owned */
+	const char *provider;
+	const char *message_id;
+	enum record_slots slots;
+	bool park;                       /* publish to the parking queue before recording */
+};
+
+struct job_list {
+	struct job *head, **tail;
+	size_t n;
+};
+
+struct worker {
+	const struct conf *conf;
+	int ch;
+	struct ev_loop *loop;
+	struct mq *mq;
+	struct http *http;
+	struct db *db;
+	struct db_stmt *stmts;
+	int b_admit, b_record, b_render, b_outbox;
+	struct prov *provs;
+	size_t nprovs;
+	char host[256], name[64], queue[TOPOLOGY_NAME_MAX], parked[TOPOLOGY_NAME_MAX];
+	struct job_list incoming;        /* received, not yet admitted and recorded */
+	struct job_list ended;           /* deliveries ended, not yet recorded */
+	size_t inflight;                 /* deliveries running */
+	ev_timer flush;
+	ev_timer retry;
+	ev_timer outbox;
+	ev_timer grace;
+	ev_signal sigterm, sigint;
+	bool draining;
+	bool closing;                    /* tearing down: no failover, no new calls */
+	int backoff;
+	int exit_code;
+};
+
+static void worker_start_delivery(struct job *j);
+
+/* list_add - append J to L */
+static void list_add(struct job_list *l, struct job *j)
+{
+	j->next = NULL;
+	*l->tail = j;
+	l->tail = &j->next;
+	l->n++;
+}
+
+/* list_take - empty L, returning its jobs */
+static struct job *list_take(struct job_list *l)
+{
+	struct job *h = l->head;
+
+	l->head = NULL;
+	l->tail = &l->head;
+	l->n = 0;
+	return h;
+}
+
+/* job_reset - forget what admission and rendering decided (to run them again) */
+static void job_reset(struct job *j)
+{
+	if (j->note == &j->stub)
+		j->note = NULL;      /* decoded again, which marks it for parking again */
+	if (j->admitted)
+		admit_free(&j->adm);
+	j->admitted = false;
+	render_free(&j->rnd);
+	json_object_put(j->detail);
+	j->detail = NULL;
+	j->status = NULL;
+	j->provider = NULL;
+	j->message_id = NULL;
+	j->slots = RECORD_SLOTS_NONE;
+	j->park = false;
+}
+
+/* job_free - release J entirely */
+static void job_free(struct job *j)
+{
+	job_reset(j);
+	if (j->note != &j->stub)
+		codec_note_free(j->note);
+	mq_envelope_free(j->env);
+	free(j);
+}
+
+/* job_ack - ack J's delivery and free it */
+static void job_ack(struct job *j)
+{
+	mq_ack(j->w->mq, j->env->delivery_tag, j->gen);
+	job_free(j);
+}
+
+/* worker_detail - {"reason": REASON} plus ERROR when given */
+static struct json_object *worker_detail(const char *reason, const char *error)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "reason", json_object_new_string(reason));
+	if (error != NULL)
+		json_object_object_add(o, "error", json_object_new_string(error));
+	return o;
+}
+
+/* worker_arm_retry - try again after a growing delay (database or broker trouble) */
+static void worker_arm_retry(struct worker *w)
+{
+	if (ev_is_active(&w->retry))
+		return;
+	w->backoff = w->backoff == 0 ? 1 : (w->backoff * 2 > WORKER_BACKOFF_MAX ?
+	    WORKER_BACKOFF_MAX : w->backoff * 2);
+	ev_timer_set(&w->retry, w->backoff, 0.);
+	ev_timer_start(w->loop, &w->retry);
+}
+
+/* worker_outbox - publish pending events; failures wait for the next timer */
+static void worker_outbox(struct worker *w)
+{
+	int n;
+
+	if (!mq_connected(w->mq))
+		return;
+	while ((n = outbox_drain(w->db, w->b_outbox, w->mq, WORKER_OUTBOX_BATCH)) ==
+	    WORKER_OUTBOX_BATCH)
+		;
+}
+
+/* worker_decode - decode J's body; an undecodable message gets a stub note from its headers,
+ * status failed and goes to the parking queue */
+static void worker_decode(struct job *j)
+{
+	struct codec_error e;
+	char buf[TXID_LEN + 8];
+	const amqp_bytes_t *b = &j->env->message.body;
+
+	if (codec_note_decode(b->bytes, b->len, &j->note, &e) == 0 && j->note->channel ==
+	    (enum codec_channel)j->w->ch)
+		return;
+	if (j->note != NULL) {
+		codec_note_free(j->note);
+		snprintf(e.field, sizeof e.field, "channel");
+		snprintf(e.message, sizeof e.message, "a message for another channel");
+	}
+	j->note = &j->stub;
+	memset(&j->stub, 0, sizeof j->stub);
+	j->stub.channel = (enum codec_channel)j->w->ch;
+	if (mq_header(j->env, "x-herald-txid", buf, sizeof buf) != NULL && txid_valid(buf))
+		memcpy(j->stub.txid, buf, TXID_LEN + 1);
+	j->stub.client_id = (char *)mq_header(j->env, "x-herald-client", j->stub_client,
+	    sizeof j->stub_client);
+	j->stub.category = (char *)mq_header(j->env, "x-herald-category", j->stub_category,
+	    sizeof j->stub_category);
+	j->stub.attempt = 1;
+	j->status = "failed";
+	j->detail = worker_detail("undecodable", NULL);
+	json_object_object_add(j->detail, "field", json_object_new_string(e.field));
+	json_object_object_add(j->detail, "error", json_object_new_string(e.message));
+	j->park = true;
+	log_warnx("event=poison queue=%s txid=%s field=%s err=\"%s\"", j->w->queue,
+	    j->stub.txid[0] ? j->stub.txid : "-", e.field, e.message);
+}
+
+/* worker_admit - §4 steps 1-7 for J; 0 decided, or a DB_ error (try again later) */
+static int worker_admit(struct worker *w, struct job *j, int64_t now)
+{
+	char err[512];
+	int rc;
+
+	if (j->note == NULL)
+		worker_decode(j);
+	if (j->note == &j->stub)
+		return 0;
+	if ((rc = admit_note(w->db, w->b_admit, w->conf, j->note, now, &j->adm)) < 0) {
+		admit_free(&j->adm);
+		return rc;
+	}
+	j->admitted = true;
+	switch (j->adm.verdict) {
+	case ADMIT_SKIP:
+		return 0;
+	case ADMIT_FINAL:
+		j->status = j->adm.status;
+		j->detail = json_object_get(j->adm.detail);
+		j->slots = RECORD_SLOTS_RELEASE;
+		return 0;
+	case ADMIT_DEFER:
+		j->status = "deferred";
+		j->detail = json_object_get(j->adm.detail);
+		return 0;
+	case ADMIT_GO:
+		break;
+	}
+	rc = render_note(w->db, w->b_render, w->conf, j->note, &j->adm, &j->rnd, err, sizeof err);
+	if (rc < 0)
+		return rc;
+	if (rc == RENDER_FAILED) {
+		j->status = "failed";
+		j->detail = worker_detail("render", err);
+		j->slots = RECORD_SLOTS_RELEASE;
+		return 0;
+	}
+	j->status = "ready";
+	return 0;
+}
+
+/* worker_record_of - the struct record for J */
+static void worker_record_of(const struct job *j, struct record *r)
+{
+	memset(r, 0, sizeof *r);
+	r->note = j->note;
+	r->status = j->status;
+	r->detail = j->detail;
+	r->provider = j->provider;
+	r->provider_message_id = j->message_id;
+	r->template_version = j->rnd.template_version;
+	r->slots = j->slots;
+	if (strcmp(j->status, "deferred") == 0) {
+		r->deferred_until = j->adm.defer_until;
+		r->deferred_body = j->env->message.body.bytes;
+		r->deferred_len = j->env->message.body.len;
+	}
+}
+
+/* worker_park - publish the messages of LIST marked park to the parking queue, confirmed; 0 or -1 */
+static int worker_park(struct worker *w, struct job *list)
+{
+	struct job *j;
+	int n = 0;
+
+	for (j = list; j != NULL; j = j->next) {
+		if (!j->park)
+			continue;
+		if (mq_publish(w->mq, "", w->parked, &j->env->message.properties,
+		    j->env->message.body.bytes, j->env->message.body.len, true) < 0)
+			return -1;
+		n++;
+	}
+	return n > 0 ? mq_confirm(w->mq) : 0;
+}
+
+/* worker_record - park, then record every job of LIST that has a status, in one transaction;
+ * 0, or -1 (nothing recorded) */
+static int worker_record(struct worker *w, struct job *list, int64_t now)
+{
+	struct record *recs;
+	struct job *j;
+	size_t n = 0, i;
+	int rc;
+
+	if (worker_park(w, list) < 0)
+		return -1;
+	for (j = list; j != NULL; j = j->next)
+		if (j->status != NULL && j->note->txid[0] != '\0')
+			n++;
+	if (n == 0)
+		return 0;
+	if ((recs = calloc(n, sizeof *recs)) == NULL)
+		return -1;
+	for (i = 0, j = list; j != NULL; j = j->next)
+		if (j->status != NULL && j->note->txid[0] != '\0')
+			worker_record_of(j, &recs[i++]);
+	rc = record_batch(w->db, w->b_record, w->b_admit, recs, n, w->host, w->name, now);
+	if (rc == 0)
+		for (i = 0, j = list; j != NULL; j = j->next)
+			if (j->status != NULL && j->note->txid[0] != '\0') {
+				if (recs[i].result == RECORD_REFUSED)
+					j->status = NULL;    /* already final: send nothing */
+				if (recs[i].result == RECORD_WRITTEN)
+					log_debug("event=status txid=%s channel=%s status=%s previous=%s",
+					    j->note->txid, codec_channel_name(j->note->channel),
+					    recs[i].status, recs[i].previous[0] ? recs[i].previous : "-");
+				i++;
+			}
+	free(recs);
+	return rc == 0 ? 0 : -1;
+}
+
+/* worker_admit_batch - admit every waiting message, record their statuses in one transaction,
+ * ack the ended ones and start the deliveries */
+static void worker_admit_batch(struct worker *w)
+{
+	int64_t now = rfc3339_now();
+	struct job *list, *j, *next, **pp;
+
+	if (w->incoming.n == 0)
+		return;
+	list = list_take(&w->incoming);
+	/* messages of a lost connection come again on the new one */
+	for (pp = &list; (j = *pp) != NULL;) {
+		if (j->gen != mq_generation(w->mq)) {
+			*pp = j->next;
+			job_free(j);
+		} else {
+			pp = &j->next;
+		}
+	}
+	for (j = list; j != NULL; j = j->next)
+		if (worker_admit(w, j, now) < 0)
+			goto later;
+	if (worker_record(w, list, now) < 0)
+		goto later;
+	w->backoff = 0;
+	for (j = list; j != NULL; j = next) {
+		next = j->next;
+		if (j->status != NULL && strcmp(j->status, "ready") == 0) {
+			worker_start_delivery(j);
+			continue;
+		}
+		job_ack(j);     /* ended, deferred, skipped (already final) or refused */
+	}
+	worker_outbox(w);
+	return;
+later:
+	/* nothing was recorded: decide again later (admission is safe to repeat) */
+	for (j = list; j != NULL; j = next) {
+		next = j->next;
+		job_reset(j);
+		list_add(&w->incoming, j);
+	}
+	worker_arm_retry(w);
+}
+
+/* worker_ended - J's delivery ended: queue it for the next recording */
+static void worker_ended(struct job *j)
+{
+	struct worker *w = j->w;
+
+	list_add(&w->ended, j);
+	if (!ev_is_active(&w->flush)) {
+		ev_timer_set(&w->flush, WORKER_FLUSH_DELAY, 0.);
+		ev_timer_start(w->loop, &w->flush);
+	}
+}
+
+/* worker_outcome - turn provider result R of J into the status to record; true when done with
+ * it (false: try the next provider) */
+static bool worker_outcome(struct job *j)
+{
+	struct worker *w = j->w;
+	const struct prov_result *r = &j->res;
+	struct json_object *d;
+
+	json_object_put(j->detail);
+	j->provider = w->provs[j->prov].name;
+	if (r->outcome == PROV_ACCEPTED) {
+		j->status = "done";
+		j->message_id = r->message_id[0] ? r->message_id : NULL;
+		d = json_object_new_object();
+		json_object_object_add(d, "provider", json_object_new_string(j->provider));
+		if (r->http_status)
+			json_object_object_add(d, "http_status", json_object_new_int((int)r->http_status));
+		if (r->message_id[0])
+			json_object_object_add(d, "provider_message_id",
+			    json_object_new_string(r->message_id));
+		if (j->rnd.template_version)
+			json_object_object_add(d, "template_version",
+			    json_object_new_int((int)j->rnd.template_version));
+		j->detail = d;
+		j->slots = RECORD_SLOTS_KEEP;
+		return true;
+	}
+	if (r->outcome == PROV_TRANSIENT && j->prov + 1 < w->nprovs && !w->closing) {
+		log_info("event=failover txid=%s channel=%s provider=%s err=\"%s\"", j->note->txid,
+		    codec_channel_name(j->note->channel), j->provider, r->detail);
+		j->detail = NULL;
+		j->prov++;
+		return false;
+	}
+	j->status = "failed";
+	d = worker_detail(r->outcome == PROV_PERMANENT ? "permanent" :
+	    "transient (retries not built yet)", r->detail);
+	json_object_object_add(d, "provider", json_object_new_string(j->provider));
+	if (r->http_status)
+		json_object_object_add(d, "http_status", json_object_new_int((int)r->http_status));
+	if (j->rnd.template_version)
+		json_object_object_add(d, "template_version",
+		    json_object_new_int((int)j->rnd.template_version));
+	j->detail = d;
+	j->slots = RECORD_SLOTS_RELEASE;
+	j->park = r->outcome == PROV_TRANSIENT;
+	return true;
+}
+
+/* worker_http_done - a delivery's HTTP call ended */
+static void worker_http_done(CURL *easy, CURLcode rc, void *arg)
+{
+	struct job *j = arg;
+	struct worker *w = j->w;
+	struct prov_call *call = NULL;
+	struct prov *p = &w->provs[j->prov];
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&call);
+	w->inflight--;
+	memset(&j->res, 0, sizeof j->res);
+	p->ops->finish(p, call, rc, &j->res);
+	if (worker_outcome(j))
+		worker_ended(j);
+	else
+		worker_start_delivery(j);
+}
+
+/* worker_start_delivery - hand J to its current provider */
+static void worker_start_delivery(struct job *j)
+{
+	struct worker *w = j->w;
+	struct prov *p = &w->provs[j->prov];
+	struct prov_call *call = NULL;
+	struct prov_msg m;
+
+	memset(&m, 0, sizeof m);
+	snprintf(j->identity, sizeof j->identity, "%s:%s", j->note->txid,
+	    codec_channel_name(j->note->channel));
+	m.note = j->note;
+	m.address = j->adm.address;
+	m.push_platform = j->note->push_platform;
+	m.subject = j->rnd.subject;
+	m.text = j->rnd.text;
+	m.html = j->rnd.html;
+	m.extra = j->rnd.extra;
+	m.client = j->note->client_id != NULL ? conf_client_find(w->conf, j->note->client_id) : NULL;
+	m.identity = j->identity;
+	m.now = rfc3339_now();
+	memset(&j->res, 0, sizeof j->res);
+	j->res.retry_after = -1;
+	if (p->ops->start(p, &m, &call, &j->res) < 0) {
+		if (worker_outcome(j))
+			worker_ended(j);
+		else
+			worker_start_delivery(j);
+		return;
+	}
+	curl_easy_setopt(call->easy, CURLOPT_PRIVATE, (char *)call);
+	if (http_add(w->http, call->easy, worker_http_done, j) < 0) {
+		p->ops->finish(p, call, CURLE_FAILED_INIT, &j->res);
+		if (worker_outcome(j))
+			worker_ended(j);
+		else
+			worker_start_delivery(j);
+		return;
+	}
+	w->inflight++;
+}
+
+/* worker_check_drained - after a drain request: stop once nothing is in flight or unrecorded */
+static void worker_check_drained(struct worker *w)
+{
+	if (w->draining && w->inflight == 0 && w->ended.n == 0)
+		ev_break(w->loop, EVBREAK_ALL);
+}
+
+/* worker_flush_cb - record the deliveries that ended, then ack them */
+static void worker_flush_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+	struct job *list, *j, *next;
+
+	(void)loop;
+	(void)revents;
+	if (w->ended.n == 0)
+		return;
+	list = list_take(&w->ended);
+	if (worker_record(w, list, rfc3339_now()) < 0) {
+		for (j = list; j != NULL; j = next) {
+			next = j->next;
+			list_add(&w->ended, j);
+		}
+		worker_arm_retry(w);
+		return;
+	}
+	w->backoff = 0;
+	for (j = list; j != NULL; j = next) {
+		next = j->next;
+		job_ack(j);
+	}
+	worker_outbox(w);
+	worker_check_drained(w);
+}
+
+/* worker_retry_cb - reconnect what was lost, then go on with what waits */
+static void worker_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	(void)loop;
+	(void)revents;
+	if (!mq_connected(w->mq) && !w->draining && mq_connect(w->mq) < 0) {
+		worker_arm_retry(w);
+		return;
+	}
+	if (w->ended.n > 0)
+		worker_flush_cb(loop, &w->flush, 0);
+	worker_admit_batch(w);
+	worker_check_drained(w);
+}
+
+/* worker_outbox_cb - periodic: events left by others, and a lost broker connection noticed */
+static void worker_outbox_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	(void)loop;
+	(void)revents;
+	if (!mq_connected(w->mq) && !w->draining) {
+		worker_arm_retry(w);
+		return;
+	}
+	worker_outbox(w);
+}
+
+/* worker_deliver_cb - a message arrived */
+static void worker_deliver_cb(struct mq *mq, amqp_envelope_t *env, void *arg)
+{
+	struct worker *w = arg;
+	struct job *j = calloc(1, sizeof *j);
+
+	if (j == NULL) {
+		/* not acked: the broker gives it to us or another worker again */
+		log_error("event=oom what=job");
+		mq_envelope_free(env);
+		return;
+	}
+	j->w = w;
+	j->env = env;
+	j->gen = mq_generation(mq);
+	j->rnd.template_version = 0;
+	list_add(&w->incoming, j);
+}
+
+/* worker_idle_cb - a batch of deliveries was read */
+static void worker_idle_cb(struct mq *mq, void *arg)
+{
+	(void)mq;
+	if (!((struct worker *)arg)->draining)
+		worker_admit_batch(arg);
+}
+
+/* worker_grace_cb - drain took longer than heraldd.grace: stop anyway (unacked messages are
+ * redelivered; at most one duplicate each) */
+static void worker_grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	(void)revents;
+	log_warnx("event=drain_timeout inflight=%zu unrecorded=%zu", w->inflight, w->ended.n);
+	w->exit_code = EX_TEMPFAIL;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* worker_signal_cb - SIGTERM/SIGINT: take nothing new, finish what runs, record, ack, exit */
+static void worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+	struct worker *w = s->data;
+	struct job *j, *next;
+
+	(void)revents;
+	if (w->draining)
+		return;
+	log_info("event=draining signal=%d inflight=%zu", s->signum, w->inflight);
+	w->draining = true;
+	mq_stop(w->mq);
+	/* received but not started: left unacked, the broker requeues them on close */
+	for (j = list_take(&w->incoming); j != NULL; j = next) {
+		next = j->next;
+		job_free(j);
+	}
+	ev_timer_set(&w->grace, w->conf->heraldd.grace > 0 ? w->conf->heraldd.grace : 30, 0.);
+	ev_timer_start(loop, &w->grace);
+	worker_check_drained(w);
+}
+
+/* worker_registry - one statement registry for the modules sharing the connection */
+static int worker_registry(struct worker *w)
+{
+	const struct { const struct db_stmt *s; size_t n; int *base; } mods[] = {
+		{ admit_stmts, admit_nstmts, &w->b_admit },
+		{ record_stmts, record_nstmts, &w->b_record },
+		{ render_stmts, render_nstmts, &w->b_render },
+		{ outbox_stmts, outbox_nstmts, &w->b_outbox },
+	};
+	size_t i, total = 0;
+
+	for (i = 0; i < sizeof mods / sizeof mods[0]; i++)
+		total += mods[i].n;
+	if ((w->stmts = calloc(total, sizeof *w->stmts)) == NULL)
+		return -1;
+	for (total = 0, i = 0; i < sizeof mods / sizeof mods[0]; i++) {
+		memcpy(w->stmts + total, mods[i].s, mods[i].n * sizeof *w->stmts);
+		*mods[i].base = (int)total;
+		total += mods[i].n;
+	}
+	return (int)total;
+}
+
+/* worker_main - set up, run the loop until drained, tear down */
 int worker_main(const struct conf *c, int ch)
 {
-	(void)c;
-	log_error("event=worker_missing channel=%d", ch);
-	return EX_SOFTWARE;
+	struct worker w;
+	struct db_opts dbo = { 0 };
+	char err[1024] = "";
+	int nstmts;
+
+	memset(&w, 0, sizeof w);
+	w.conf = c;
+	w.ch = ch;
+	w.exit_code = EX_OK;
+	w.incoming.tail = &w.incoming.head;
+	w.ended.tail = &w.ended.head;
+	if (gethostname(w.host, sizeof w.host) < 0)
+		snprintf(w.host, sizeof w.host, "unknown");
+	w.host[sizeof w.host - 1] = '\0';
+	snprintf(w.name, sizeof w.name, "%s.%ld", conf_channel_name(ch), (long)getpid());
+	topology_channel_queue(ch, w.queue, sizeof w.queue);
+	topology_parking_queue(ch, w.parked, sizeof w.parked);
+	if (prov_open(c, ch, &w.provs, &w.nprovs, err, sizeof err) < 0 || w.nprovs == 0) {
+		log_error("event=no_provider channel=%s err=\"%s\"", conf_channel_name(ch),
+		    w.nprovs == 0 && err[0] == '\0' ? "no provider configured" : err);
+		return EX_CONFIG;
+	}
+	if ((nstmts = worker_registry(&w)) < 0)
+		fatalx(EX_OSERR, "event=oom");
+	dbo.connect_timeout = c->mysql.connect_timeout;
+	dbo.read_timeout = c->mysql.read_timeout;
+	dbo.write_timeout = c->mysql.write_timeout;
+	if (db_open(&w.db, &c->mysql.parsed, &dbo, w.stmts, (size_t)nstmts) < 0) {
+		log_error("event=db_unavailable target=%s err=\"%s\"", db_target(w.db), db_error(w.db));
+		w.exit_code = EX_TEMPFAIL;
+		goto out;
+	}
+	w.loop = ev_default_loop(EVFLAG_AUTO);
+	if ((w.http = http_new(w.loop)) == NULL) {
+		w.exit_code = EX_OSERR;
+		goto out;
+	}
+	w.mq = mq_new(w.loop, c, w.queue, "heraldd", worker_deliver_cb, worker_idle_cb, &w);
+	if (w.mq == NULL) {
+		w.exit_code = EX_OSERR;
+		goto out;
+	}
+	ev_init(&w.flush, worker_flush_cb);
+	w.flush.data = &w;
+	ev_init(&w.retry, worker_retry_cb);
+	w.retry.data = &w;
+	ev_init(&w.grace, worker_grace_cb);
+	w.grace.data = &w;
+	ev_timer_init(&w.outbox, worker_outbox_cb, WORKER_OUTBOX_EVERY, WORKER_OUTBOX_EVERY);
+	w.outbox.data = &w;
+	ev_timer_start(w.loop, &w.outbox);
+	ev_signal_init(&w.sigterm, worker_signal_cb, SIGTERM);
+	w.sigterm.data = &w;
+	ev_signal_start(w.loop, &w.sigterm);
+	ev_signal_init(&w.sigint, worker_signal_cb, SIGINT);
+	w.sigint.data = &w;
+	ev_signal_start(w.loop, &w.sigint);
+	signal(SIGPIPE, SIG_IGN);
+	if (mq_connect(w.mq) < 0)
+		worker_arm_retry(&w);
+	log_info("event=worker_started channel=%s worker=%s providers=%zu", conf_channel_name(ch),
+	    w.name, w.nprovs);
+	ev_run(w.loop, 0);
+	log_info("event=worker_stopped channel=%s worker=%s", conf_channel_name(ch), w.name);
+out:
+	w.closing = true;
+	http_free(w.http);       /* aborts what still runs: those end in w.ended, unacked */
+	{
+		struct job *j, *next;
+
+		for (j = list_take(&w.incoming); j != NULL; j = next) {
+			next = j->next;
+			job_free(j);
+		}
+		for (j = list_take(&w.ended); j != NULL; j = next) {
+			next = j->next;
+			job_free(j);
+		}
+	}
+	mq_close(w.mq);
+	db_close(w.db);
+	prov_close(w.provs, w.nprovs);
+	free(w.stmts);
+	if (w.loop != NULL)
+		ev_loop_destroy(w.loop);
+	return w.exit_code;
 }

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# caps.t - the daily cap under contention (§4 step 6): 1,000 notifications for one user whose
+# webhook cap is 3, consumed by 4 worker processes at once, against the private broker and
+# database and a real HTTP receiver: exactly 3 done, 997 rate_limited, 3 requests received;
+# and a slot is given back when the delivery fails permanently.
+. "$HERALD_SRCDIR/t/lib/tap.sh"
+. "$HERALD_SRCDIR/t/lib/sql.sh"
+need_stack
+plan 13
+
+tmp=$(mktemp -d /tmp/herald-caps-t.XXXXXX)
+. "$HERALD_SRCDIR/t/lib/worker.sh"
+sql_init "$tmp"
+cleanup() {
+	for i in 1 2 3 4; do wk_kill "w$i"; done
+	wk_kill ledger
+	[ -n "${rpid:-}" ] && kill "$rpid" 2> /dev/null
+	"$peek" "$HERALD_AMQP_URL" herald.webhook.v1 > /dev/null 2>&1
+	"$peek" "$HERALD_AMQP_URL" herald.webhook.v1.parked > /dev/null 2>&1
+	[ "${HERALD_T_KEEP:-0}" = 1 ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+"$ctl" db migrate > /dev/null || bail "db migrate failed"
+
+python3 "$HERALD_SRCDIR/t/lib/receiver.py" --port-file "$tmp/port" --log "$tmp/hooks.jsonl" \
+	> "$tmp/receiver.log" 2>&1 &
+rpid=$!
+for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+[ -s "$tmp/port" ] || bail "receiver did not start: $(cat "$tmp/receiver.log")"
+hook="http://127.0.0.1:$(cat "$tmp/port")"
+
+conf=$tmp/herald.conf
+cat > "$conf" <<EOT
+broker = { prefetch = 50; };
+log = { level = "info"; };
+caps = { webhook = 3; };
+channels = { webhook = { allow_private = true; providers = ( { name = "hooks"; type = "webhook"; } ); }; };
+EOT
+chmod 600 "$conf"
+export HERALD_CONFIG=$conf
+
+p=cap$$
+sql "INSERT INTO users (user_id, webhook_url, timezone) VALUES
+	('${p}_many', '$hook/ok?u=${p}_many', 'UTC'), ('${p}_bad', '$hook/fail400?u=${p}_bad', 'UTC')" ||
+	bail "cannot insert users"
+
+# --- 1,000 for one user, 4 workers at once ----------------------------------------------------
+for i in $(seq 1000); do
+	printf '{"user_id":"%s","channels":{"webhook":{"event":"n%d"}}}\n' "${p}_many" "$i"
+done > "$tmp/bulk.jsonl"
+"$send" --bulk "$tmp/bulk.jsonl" > "$tmp/sent.jsonl"
+is $? 0 "1,000 notifications accepted"
+# all four consume the same queue from the start: they race for the slots
+for i in 1 2 3 4; do wk_start "w$i" --worker webhook; done
+final() {
+	sql "SELECT COUNT(*) FROM notifications WHERE user_id = '$1' AND status IN ($finals)"
+}
+for _ in $(seq 600); do [ "$(final "${p}_many")" -ge 1000 ] && break; sleep 0.1; done
+is "$(final "${p}_many")" 1000 "all 1,000 reached a final status"
+is "$(sql "SELECT CONCAT(status, '=', COUNT(*)) FROM notifications WHERE user_id = '${p}_many'
+	GROUP BY status ORDER BY status" | tr '\n' ' ')" "done=3 rate_limited=997 " \
+	"exactly 3 done, 997 rate_limited"
+is "$(grep -c "u=${p}_many" "$tmp/hooks.jsonl")" 3 "the receiver got exactly 3"
+is "$(sql "SELECT n FROM daily_counters WHERE scope = 'cap' AND subject = 'u:${p}_many' AND channel = 'webhook'")" 3 \
+	"the day's counter holds 3 slots"
+like "$(sql "SELECT detail FROM notifications WHERE user_id = '${p}_many' AND status = 'rate_limited' LIMIT 1")" \
+	'"reason": *"daily_cap"' "rate_limited names the daily cap"
+is "$(sql "SELECT COUNT(DISTINCT a.worker) FROM notification_audit a JOIN notifications n ON n.id = a.notification_id
+	WHERE n.user_id = '${p}_many'")" 4 "all 4 workers took part"
+
+# --- a permanent failure gives its slot back ----------------------------------------------------
+# one at a time, so each ends before the next is admitted
+one() { wk_wait "$(wk_tx "$("$send" --json "{\"user_id\":\"${p}_bad\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")")" webhook; }
+r=""; for i in 1 2 3; do r="$r$(one) "; done
+is "$r" "failed failed failed " "cap 3, receiver answers 400: three failed"
+is "$(grep -c "u=${p}_bad" "$tmp/hooks.jsonl")" 3 "all three were sent"
+is "$(sql "SELECT IFNULL(SUM(n), 0) FROM daily_counters WHERE scope = 'cap' AND subject = 'u:${p}_bad'")" 0 \
+	"their slots were given back"
+sql "UPDATE users SET webhook_url = '$hook/ok?u=${p}_bad' WHERE user_id = '${p}_bad'"
+r=""; for i in 1 2 3 4; do r="$r$(one) "; done
+is "$r" "done done done rate_limited " "then the full cap is free again: 3 done, the 4th rate_limited"
+is "$(sql "SELECT n FROM daily_counters WHERE scope = 'cap' AND subject = 'u:${p}_bad' AND channel = 'webhook'")" 3 \
+	"the counter holds the 3 delivered"
+rc=""; for i in 1 2 3 4; do wk_stop "w$i"; rc="$rc$?"; done
+is "$rc" 0000 "the 4 workers stop on SIGTERM with 0"
+done_testing

@@ -1,0 +1,85 @@
+/* outbox - publish event_outbox rows to herald.events, delete them once confirmed */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <amqp.h>
+#include <json-c/json.h>
+
+#include "db.h"
+#include "log.h"
+#include "mq.h"
+#include "outbox.h"
+#include "topology.h"
+
+enum {
+	Q_TAKE,
+	Q_DEL,
+	Q__N
+};
+
+const struct db_stmt outbox_stmts[Q__N] = {
+	[Q_TAKE] = { "outbox_take",
+		"SELECT id, routing_key, body FROM event_outbox ORDER BY id LIMIT ? "
+		"FOR UPDATE SKIP LOCKED", true },
+	[Q_DEL] = { "outbox_delete",
+		"DELETE FROM event_outbox WHERE id IN (SELECT jt.id FROM JSON_TABLE(?, '$[*]' "
+		"COLUMNS (id BIGINT UNSIGNED PATH '$')) AS jt)", true },
+};
+const size_t outbox_nstmts = Q__N;
+
+/* outbox_drain - take, publish, confirm, delete, commit */
+int outbox_drain(struct db *db, int base, struct mq *mq, size_t limit)
+{
+	amqp_basic_properties_t props;
+	struct json_object *ids = NULL;
+	int n = 0, rc;
+
+	if (db_begin(db) < 0)
+		return -1;
+	if (db_exec(db, base + Q_TAKE, DB_ARGS(db_i64((int64_t)limit))) < 0)
+		goto fail;
+	if ((ids = json_object_new_array()) == NULL)
+		goto fail;
+	memset(&props, 0, sizeof props);
+	props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+	props.content_type = amqp_cstring_bytes("application/json");
+	while ((rc = db_fetch(db, base + Q_TAKE)) == 1) {
+		int64_t id = db_col_i64(db, base + Q_TAKE, 0);
+		const char *key = db_col_str(db, base + Q_TAKE, 1, NULL);
+		size_t len;
+		const char *body = db_col_str(db, base + Q_TAKE, 2, &len);
+		char msgid[32];
+
+		if (key == NULL || body == NULL)
+			continue;
+		snprintf(msgid, sizeof msgid, "event-%" PRId64, id);
+		props.message_id = amqp_cstring_bytes(msgid);
+		if (mq_publish(mq, TOPOLOGY_EVENTS, key, &props, body, len, false) < 0)
+			goto fail;
+		json_object_array_add(ids, json_object_new_int64(id));
+		n++;
+	}
+	if (rc < 0)
+		goto fail;
+	if (n == 0) {
+		json_object_put(ids);
+		db_rollback(db);
+		return 0;
+	}
+	if (mq_confirm(mq) < 0)
+		goto fail;
+	if (db_exec(db, base + Q_DEL, DB_ARGS(db_str(json_object_to_json_string_ext(ids,
+	    JSON_C_TO_STRING_PLAIN)))) < 0 || db_commit(db) < 0)
+		goto fail;
+	json_object_put(ids);
+	return n;
+fail:
+	log_warnx("event=outbox_failed published=%d", n);
+	json_object_put(ids);
+	db_rollback(db);
+	return -1;
+}

@@ -1,0 +1,22 @@
+/* outbox - the event outbox (SPEC §3 events) drained to the topic exchange herald.events:
+ * rows written with a status change are published after commit and deleted once confirmed, so
+ * a crash between commit and publish loses no event (a consumer may see one twice: the AMQP
+ * message id is the row id) */
+#ifndef HERALD_OUTBOX_H
+#define HERALD_OUTBOX_H
+
+#include <stddef.h>
+
+#include "db.h"
+
+struct mq;
+
+extern const struct db_stmt outbox_stmts[];
+extern const size_t outbox_nstmts;
+
+/* outbox_drain - publish up to LIMIT of the oldest unlocked rows (other publishers' rows are
+ * skipped, not waited for) through MQ and delete them once the broker confirmed them; the
+ * number published, 0 when there was nothing, or -1 (logged; the rows stay for a later try) */
+int outbox_drain(struct db *db, int base, struct mq *mq, size_t limit);
+
+#endif
