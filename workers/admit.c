@@ -868,6 +868,7 @@ int admit_release(struct db *db, int base, const char *txid, int ch)
 	size_t nr = 0, i;
 	int rc;
 
+	memset(r, 0, sizeof r);
 	if (chn == NULL)
 		return DB_ERR;
 	if ((rc = db_exec(db, base + Q_RES_LIST, DB_ARGS(db_str(txid), db_str(chn)))) != 0)
