@@ -1094,6 +1094,8 @@ static const struct conf_key conf_heraldd_keys[] = {
 	KSTR("user", struct conf_heraldd, user, .defs = "herald"),
 	KSTR("group", struct conf_heraldd, group),
 	KSTR("pidfile", struct conf_heraldd, pidfile, .check = conf_check_abspath),
+	KSTR("control", struct conf_heraldd, control, .defs = "/run/herald/heraldd.sock",
+	    .check = conf_check_abspath),
 	KINT("grace", struct conf_heraldd, grace, 1, 3600, 30),
 	KBOOL("daemonize", struct conf_heraldd, daemonize, false),
 	KINT("respawn_backoff_max", struct conf_heraldd, respawn_backoff_max, 1, 3600, 60),

@@ -207,6 +207,7 @@ struct conf_heraldd {
 	char *user;
 	char *group;
 	char *pidfile;
+	char *control;               /* the control socket (heraldctl workers) */
 	int grace;
 	bool daemonize;
 	int respawn_backoff_max;
