@@ -788,6 +788,20 @@ int db_begin(struct db *db)
 	return rc;
 }
 
+/* db_begin_read_committed - the same, the transaction at READ COMMITTED */
+int db_begin_read_committed(struct db *db)
+{
+	int rc;
+
+	if (db->in_txn) {
+		log_error("db=%s op=begin err=\"a transaction is already open\"", db->target);
+		return DB_ERR;
+	}
+	if ((rc = db_sql(db, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "isolation")) != 0)
+		return rc;
+	return db_begin(db);
+}
+
 /* db_commit - commit; DB_ERETRY when the connection broke or the server rolled back */
 int db_commit(struct db *db)
 {

@@ -148,6 +148,9 @@ int db_sql(struct db *db, const char *sql, const char *what);
 
 /* db_begin - start a transaction (reconnecting first if the connection was lost) */
 int db_begin(struct db *db);
+/* db_begin_read_committed - start a transaction at READ COMMITTED (no gap locks: for a queue
+ * table taken with FOR UPDATE SKIP LOCKED while others insert) */
+int db_begin_read_committed(struct db *db);
 /* db_commit - commit; DB_ERETRY when the connection broke (the outcome is then unknown: the
  * transaction must be safe to run again) or the server rolled it back (deadlock) */
 int db_commit(struct db *db);

@@ -26,8 +26,10 @@ const struct db_stmt outbox_stmts[Q__N] = {
 		"SELECT id, routing_key, body FROM event_outbox ORDER BY id LIMIT ? "
 		"FOR UPDATE SKIP LOCKED", true },
 	[Q_DEL] = { "outbox_delete",
-		"DELETE FROM event_outbox WHERE id IN (SELECT jt.id FROM JSON_TABLE(?, '$[*]' "
-		"COLUMNS (id BIGINT UNSIGNED PATH '$')) AS jt)", true },
+		/* the id list drives, each row found by its primary key: only the rows taken are
+		 * locked (a scan would lock every row and the gap that concurrent inserts need) */
+		"DELETE e FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS jt "
+		"STRAIGHT_JOIN event_outbox AS e ON e.id = jt.id", true },
 };
 const size_t outbox_nstmts = Q__N;
 
@@ -38,7 +40,7 @@ int outbox_drain(struct db *db, int base, struct mq *mq, size_t limit)
 	struct json_object *ids = NULL;
 	int n = 0, rc;
 
-	if (db_begin(db) < 0)
+	if (db_begin_read_committed(db) < 0)
 		return -1;
 	if (db_exec(db, base + Q_TAKE, DB_ARGS(db_i64((int64_t)limit))) < 0)
 		goto fail;
