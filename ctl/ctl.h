@@ -96,5 +96,6 @@ int caps_cmd(const char *conf, int argc, char **argv);
 int suppress_cmd(const char *conf, int argc, char **argv);
 int status_cmd(const char *conf, int argc, char **argv);
 int status_history_cmd(const char *conf, int argc, char **argv);
+int workers_cmd(const char *conf, int argc, char **argv);     /* talks to heraldd, not MySQL */
 
 #endif

@@ -1,4 +1,4 @@
-/* heraldctl - the admin CLI (SPEC §1, §7, §8): option parsing and command dispatch
+/* heraldctl - the admin CLI (SPEC §1, §7, §8, §9): option parsing and command dispatch
  *
  * Each command group lives in its own file (ctl.h); the commands not written yet answer
  * "not yet implemented" (EX_USAGE).
@@ -30,7 +30,8 @@ static const char heraldctl_usage[] =
 	"  pause USER [--until T]      unpause USER\n"
 	"  caps get [--client C]       caps set [--client C] [--quota] CHANNEL=N|none|default...\n"
 	"  suppress list [--channel CH] | suppress add|remove ADDRESS [--channel CH]\n"
-	"  (not yet implemented: template, cancel, stats, workers, purge, parked)\n"
+	"  workers [CHANNEL N] [--socket PATH]   heraldd's workers per channel; set N live\n"
+	"  (not yet implemented: template, cancel, stats, purge, parked)\n"
 	"\n"
 	"  COMMAND --help shows a command's options; man heraldctl says more.\n"
 	"\n"
@@ -42,7 +43,7 @@ static const char heraldctl_usage[] =
 	"HERALD_SQL_DIR (migrations; default " HERALD_SQL_DIR ").\n";
 
 static const char *const heraldctl_later[] = {
-	"template", "cancel", "stats", "workers", "purge", "parked", NULL
+	"template", "cancel", "stats", "purge", "parked", NULL
 };
 
 /* The implemented commands and the function that runs each. */
@@ -59,6 +60,7 @@ static const struct {
 	{ "unpause", prefs_pause_cmd },
 	{ "caps", caps_cmd },
 	{ "suppress", suppress_cmd },
+	{ "workers", workers_cmd },
 };
 
 /* ctl_mysql_url - the MySQL URL and timeouts for CONF (the -c file, may be NULL) into OUT and

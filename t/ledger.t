@@ -55,7 +55,7 @@ field() { printf '%s\n' "$1" | tr '\t' '\n' | sed -n "s/^$2=//p" | head -1; }
 
 HERALD_SQL_DIR="$HERALD_SRCDIR/sql" "$HERALD_BUILDDIR/heraldctl" db migrate > /dev/null 2>&1
 ok $? "schema migrated"
-"$heraldd" > /dev/null 2>&1; is $? 64 "no mode: exit 64 (master not built yet)"
+"$heraldd" --ledger --worker webhook > /dev/null 2>&1; is $? 64 "--ledger and --worker together: exit 64"
 "$heraldd" --worker fax > /dev/null 2>&1; is $? 64 "unknown channel: exit 64"
 drain
 # a fresh run: this test's rows go by batch ids lt-*; the 100,000 get one of their own per run

@@ -22,6 +22,7 @@
 #include "db.h"
 #include "ledger.h"
 #include "log.h"
+#include "master.h"
 #include "rfc3339.h"
 #include "topology.h"
 
@@ -102,15 +103,32 @@ struct ledger {
 	char host[256];
 	char worker[64];
 	unsigned rnd;
+	bool acked;                     /* the first ack was told to the master */
 };
 
-static volatile sig_atomic_t ledger_stopping;
+static volatile sig_atomic_t ledger_stopping, ledger_reopen;
 
-/* ledger_signal_cb - SIGTERM/SIGINT: flush, ack and stop */
+/* ledger_signal_cb - SIGTERM/SIGINT: flush, ack and stop; SIGUSR1: reopen the log */
 void ledger_signal_cb(int sig)
 {
-	(void)sig;
-	ledger_stopping = 1;
+	if (sig == SIGUSR1)
+		ledger_reopen = 1;
+	else
+		ledger_stopping = 1;
+}
+
+/* ledger_signals - install ledger_signal_cb for SIGTERM, SIGINT and SIGUSR1 without
+ * SA_RESTART, so a blocking wait returns early */
+void ledger_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = ledger_signal_cb;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 }
 
 /* ledger_now_ms - monotonic milliseconds */
@@ -730,6 +748,10 @@ static int ledger_flush(struct ledger *l)
 		ledger_drop(l);
 		return -1;
 	}
+	if (!l->acked) {
+		l->acked = true;
+		master_notice_ready();
+	}
 	log_debug("event=batch records=%zu inserted=%llu bytes=%zu ms=%lld build_ms=%lld db_ms=%lld",
 	    n, (unsigned long long)inserted, l->bytes, (long long)(ledger_now_ms() - t0),
 	    (long long)l->build_ms, (long long)l->db_ms);
@@ -792,6 +814,10 @@ int ledger_main(const struct conf *c)
 		bool stop = ledger_stop_seen(&l);
 		int64_t left;
 
+		if (ledger_reopen) {
+			ledger_reopen = 0;
+			log_reopen();
+		}
 		if (l.conn == NULL) {
 			if (stop)
 				break;

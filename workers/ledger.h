@@ -25,8 +25,10 @@ struct conf;
  * (heraldd.grace) after the stop request (the unacked records are redelivered) */
 int ledger_main(const struct conf *c);
 
-/* ledger_signal_cb - the SIGTERM/SIGINT handler for ledger mode: asks ledger_main to flush and
- * stop (async-signal-safe: sets a flag; install it without SA_RESTART) */
+/* ledger_signal_cb - the signal handler of ledger mode: SIGTERM/SIGINT ask ledger_main to flush
+ * and stop, SIGUSR1 to reopen the log file (async-signal-safe: sets a flag) */
 void ledger_signal_cb(int sig);
+/* ledger_signals - install ledger_signal_cb for SIGTERM, SIGINT and SIGUSR1 (no SA_RESTART) */
+void ledger_signals(void);
 
 #endif

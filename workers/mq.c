@@ -198,7 +198,7 @@ struct mq *mq_new(struct ev_loop *loop, const struct conf *c, const char *queue,
 		return NULL;
 	mq->loop = loop;
 	mq->conf = c;
-	snprintf(mq->queue, sizeof mq->queue, "%s", queue);
+	snprintf(mq->queue, sizeof mq->queue, "%s", queue != NULL ? queue : "");
 	snprintf(mq->product, sizeof mq->product, "%s", product);
 	mq->deliver = deliver;
 	mq->idle = idle;
@@ -237,6 +237,10 @@ int mq_connect(struct mq *mq)
 	mq->base = 1;
 	mq->outstanding = 0;
 	mq->nacked = false;
+	if (mq->queue[0] == '\0') {             /* a publisher only */
+		ev_timer_again(mq->loop, &mq->beat);
+		return 0;
+	}
 	mq->in = broker_open(b, mq->product, MQ_CHAN, NULL, err, sizeof err);
 	if (mq->in == NULL) {
 		log_warnx("event=broker_connect_failed err=\"%s\"", err);
@@ -267,7 +271,7 @@ fail:
 /* mq_connected - whether the consuming connection is up */
 bool mq_connected(const struct mq *mq)
 {
-	return mq->in != NULL;
+	return mq->queue[0] != '\0' ? mq->in != NULL : mq->out != NULL;
 }
 
 /* mq_generation - changes with each consuming connection */

@@ -24,13 +24,14 @@ typedef void mq_deliver_cb(struct mq *mq, amqp_envelope_t *env, void *arg);
 /* mq_idle_cb - the messages the broker had sent so far were all delivered (a batch ended) */
 typedef void mq_idle_cb(struct mq *mq, void *arg);
 
-/* mq_new - consume QUEUE (prefetch from C) on LOOP; connects with mq_connect; NULL on ENOMEM */
+/* mq_new - consume QUEUE (prefetch from C) on LOOP; connects with mq_connect; NULL on ENOMEM.
+ * QUEUE NULL: a publisher only (no consuming connection; DELIVER and IDLE unused) */
 struct mq *mq_new(struct ev_loop *loop, const struct conf *c, const char *queue,
 	const char *product, mq_deliver_cb *deliver, mq_idle_cb *idle, void *arg);
 /* mq_connect - open both connections, declare the topology, start consuming; 0, or -1 (logged;
  * the caller retries later with backoff) */
 int mq_connect(struct mq *mq);
-/* mq_connected - whether the consuming connection is up */
+/* mq_connected - whether the consuming connection (a publisher only: the publishing one) is up */
 bool mq_connected(const struct mq *mq);
 /* mq_stop - cancel the consumer: nothing new arrives; prefetched messages stay unacked and go
  * back to the queue when the connection closes */

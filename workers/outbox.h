@@ -9,6 +9,7 @@
 
 #include "db.h"
 
+struct conf;
 struct mq;
 
 extern const struct db_stmt outbox_stmts[];
@@ -18,5 +19,9 @@ extern const size_t outbox_nstmts;
  * skipped, not waited for) through MQ and delete them once the broker confirmed them; the
  * number published, 0 when there was nothing, or -1 (logged; the rows stay for a later try) */
 int outbox_drain(struct db *db, int base, struct mq *mq, size_t limit);
+
+/* outbox_main - the outbox worker heraldd's master runs: drain the outbox every 0.2 s (the rows
+ * no channel worker publishes, such as the ledger's) until SIGTERM; an EX_ exit code */
+int outbox_main(const struct conf *c);
 
 #endif

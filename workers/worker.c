@@ -29,6 +29,7 @@
 #include "db.h"
 #include "http.h"
 #include "log.h"
+#include "master.h"
 #include "mq.h"
 #include "outbox.h"
 #include "prov.h"
@@ -93,8 +94,9 @@ struct worker {
 	ev_timer retry;
 	ev_timer outbox;
 	ev_timer grace;
-	ev_signal sigterm, sigint;
+	ev_signal sigterm, sigint, sigusr1;
 	bool draining;
+	bool acked;                      /* the first ack was told to the master */
 	bool closing;                    /* tearing down: no failover, no new calls */
 	int backoff;
 	int exit_code;
@@ -153,7 +155,10 @@ static void job_free(struct job *j)
 /* job_ack - ack J's delivery and free it */
 static void job_ack(struct job *j)
 {
-	mq_ack(j->w->mq, j->env->delivery_tag, j->gen);
+	if (mq_ack(j->w->mq, j->env->delivery_tag, j->gen) == 0 && !j->w->acked) {
+		j->w->acked = true;
+		master_notice_ready();
+	}
 	job_free(j);
 }
 
@@ -634,6 +639,15 @@ static void worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 	worker_check_drained(w);
 }
 
+/* worker_usr1_cb - SIGUSR1: reopen the log file (logrotate) */
+static void worker_usr1_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+	(void)loop;
+	(void)s;
+	(void)revents;
+	log_reopen();
+}
+
 /* worker_registry - one statement registry for the modules sharing the connection */
 static int worker_registry(struct worker *w)
 {
@@ -717,6 +731,8 @@ int worker_main(const struct conf *c, int ch)
 	ev_signal_init(&w.sigint, worker_signal_cb, SIGINT);
 	w.sigint.data = &w;
 	ev_signal_start(w.loop, &w.sigint);
+	ev_signal_init(&w.sigusr1, worker_usr1_cb, SIGUSR1);
+	ev_signal_start(w.loop, &w.sigusr1);
 	signal(SIGPIPE, SIG_IGN);
 	if (mq_connect(w.mq) < 0)
 		worker_arm_retry(&w);
