@@ -127,21 +127,28 @@ static int topology_queue(amqp_connection_state_t conn, amqp_channel_t chan, con
 	return 0;
 }
 
+/* topology_tiers - the retry tiers of CONF (the defaults when it names none) */
+size_t topology_tiers(const struct conf *conf, const int **tiers)
+{
+	static const int tiers_default[] = { 10, 60, 600, 3600, 21600 };
+
+	if (conf != NULL && conf->retry.tiers.n > 0) {
+		*tiers = conf->retry.tiers.v;
+		return conf->retry.tiers.n;
+	}
+	*tiers = tiers_default;
+	return sizeof tiers_default / sizeof tiers_default[0];
+}
+
 /* topology_declare_channel - the channel queue, its delay tiers and its parking queue */
 static int topology_declare_channel(amqp_connection_state_t conn, amqp_channel_t chan, int ch,
     const struct conf *conf, char *err, size_t errlen)
 {
-	static const int tiers_default[] = { 10, 60, 600, 3600, 21600 };
 	char q[TOPOLOGY_NAME_MAX], t[TOPOLOGY_NAME_MAX];
 	amqp_table_entry_t e[3];
 	amqp_table_t args;
-	const int *tiers = tiers_default;
-	size_t i, ntiers = sizeof tiers_default / sizeof tiers_default[0];
-
-	if (conf != NULL && conf->retry.tiers.n > 0) {
-		tiers = conf->retry.tiers.v;
-		ntiers = conf->retry.tiers.n;
-	}
+	const int *tiers;
+	size_t i, ntiers = topology_tiers(conf, &tiers);
 	topology_channel_queue(ch, q, sizeof q);
 	e[0].key = amqp_cstring_bytes("x-max-priority");
 	e[0].value.kind = AMQP_FIELD_KIND_I32;

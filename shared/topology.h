@@ -37,6 +37,10 @@ const char *topology_tier_queue(int ch, int secs, char *buf, size_t len);
 /* topology_parking_queue - the parking queue of channel CH into BUF */
 const char *topology_parking_queue(int ch, char *buf, size_t len);
 
+/* topology_tiers - the retry tiers (seconds, increasing) of CONF into *TIERS: retry.tiers, or
+ * the defaults 10 s, 1 min, 10 min, 1 h, 6 h; their number */
+size_t topology_tiers(const struct conf *conf, const int **tiers);
+
 /* topology_declare - declare everything above (tiers from CONF's retry.tiers) on channel CHAN of
  * CONN, idempotently; 0, or -1 with ERR saying what failed on what. A queue that exists with
  * other arguments (406) closes the channel: the message names the migration, and the caller

@@ -8,7 +8,7 @@
 . "$HERALD_SRCDIR/t/lib/tap.sh"
 . "$HERALD_SRCDIR/t/lib/sql.sh"
 need_stack
-plan 72
+plan 79
 
 tmp=$(mktemp -d /tmp/herald-worker-t.XXXXXX)
 . "$HERALD_SRCDIR/t/lib/worker.sh"
@@ -41,6 +41,7 @@ jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(json.dump
 conf=$tmp/herald.conf
 cat > "$conf" <<EOF
 broker = { prefetch = 20; confirm_timeout = 10; };
+retry = { tiers = [ 1, 2 ]; };
 log = { level = "debug"; };
 channels = { webhook = { allow_private = true;
 	providers = ( { name = "hooks"; type = "webhook"; secrets = [ "$secret" ]; timeout = 2; } ); }; };
@@ -64,6 +65,8 @@ sql "INSERT INTO users (user_id, first_name, webhook_url, timezone) VALUES
 	('${p}_ok', 'Ada', '$hook/ok', 'Europe/London'),
 	('${p}_400', NULL, '$hook/status/400', 'UTC'),
 	('${p}_503', NULL, '$hook/status/503', 'UTC'),
+	('${p}_flaky', NULL, '$hook/seq/f$$/503,200', 'UTC'),
+	('${p}_429', NULL, '$hook/seq/l$$/429,200?retry_after=1', 'UTC'),
 	('${p}_slow', NULL, '$hook/slow', 'UTC'),
 	('${p}_nourl', NULL, NULL, 'UTC'),
 	('${p}_optout', NULL, '$hook/ok', 'UTC'),
@@ -109,18 +112,30 @@ is "$(sql "SELECT CONCAT(IFNULL(user_id, 'NULL'), ' ', recipient) FROM notificat
 	"NULL $hook/ok?to=$p" "to: no user, the address recorded"
 is "$(got "$tx")" 1 "to: the receiver got it"
 
-# --- failed: permanent 4xx, transient 5xx (parked until retries land), render error ----------
+# --- failed: permanent 4xx; transient 5xx retried through the tiers, then parked ---------------
 tx=$(hsend "{\"user_id\":\"${p}_400\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")
 is "$(wk_wait "$tx" webhook)" failed "HTTP 400: failed"
 like "$(sql "SELECT detail FROM notifications WHERE transaction_id = '$tx'")" '"reason": *"permanent".*"http_status": *400' \
 	"detail: permanent, http_status 400"
-is "$(got "$tx")" 1 "400: sent once"
+is "$(got "$tx")/$(wk_trail "$tx" webhook)" "1/->ready ready>failed" "400: sent once, not retried"
 tx=$(hsend "{\"user_id\":\"${p}_503\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")
-is "$(wk_wait "$tx" webhook)" failed "HTTP 503: failed for now"
-like "$(sql "SELECT detail FROM notifications WHERE transaction_id = '$tx'")" 'transient \(retries not built yet\)' \
-	"detail: transient (retries not built yet)"
+is "$(wk_wait "$tx" webhook 20)" failed "HTTP 503 on every attempt: failed after the last tier"
+like "$(sql "SELECT detail FROM notifications WHERE transaction_id = '$tx'")" '"reason": *"retries exhausted".*"attempts": *3' \
+	"detail: retries exhausted after 3 attempts (tiers 1 s, 2 s)"
+is "$(wk_trail "$tx" webhook)" "->ready ready>retry retry>ready ready>retry retry>ready ready>failed" \
+	"audit: ready, retry, ready, retry, ready, failed"
+is "$(got "$tx")/$(grep "$tx" "$tmp/hooks.jsonl" | jq -r '.headers["webhook-id"]' | sort -u | wc -l)" "3/1" \
+	"three attempts, all with the same webhook-id"
 is "$("$peek" "$HERALD_AMQP_URL" herald.webhook.v1.parked 2> /dev/null | grep -c "$tx:webhook")" 1 \
 	"503: the message is in the parking queue"
+tx=$(hsend "{\"user_id\":\"${p}_flaky\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")
+is "$(wk_wait "$tx" webhook 20)" done "503 once, then 200: done"
+is "$(wk_trail "$tx" webhook)/$(sql "SELECT attempt FROM notifications WHERE transaction_id = '$tx'")" \
+	"->ready ready>retry retry>ready ready>done/2" "audit: retry once; done at attempt 2"
+tx=$(hsend "{\"user_id\":\"${p}_429\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")
+is "$(wk_wait "$tx" webhook 20)" done "429 with Retry-After, then 200: done"
+is "$(sql "SELECT attempt FROM notifications WHERE transaction_id = '$tx'")/$(got "$tx")" "1/2" \
+	"the 429 counted no attempt"
 tx=$(hsend "{\"user_id\":\"${p}_ok\",\"channels\":{\"webhook\":{\"event\":\"{{nope}}\"}}}")
 is "$(wk_wait "$tx" webhook)" failed "a missing template variable: failed"
 like "$(sql "SELECT detail FROM notifications WHERE transaction_id = '$tx'")" '"reason": *"render".*nope' \

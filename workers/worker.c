@@ -67,7 +67,11 @@ struct job {
 	const char *provider;
 	const char *message_id;
 	enum record_slots slots;
-	bool park;                       /* publish to the parking queue before recording */
+	/* published (confirmed) before its status is recorded: the parking queue or a retry tier */
+	char requeue[TOPOLOGY_NAME_MAX];
+	char *requeue_body;              /* the copy's body (malloc'd); NULL: the one received */
+	size_t requeue_len;
+	int requeue_retries;             /* x-herald-attempt of the copy; -1: headers as received */
 };
 
 struct job_list {
@@ -139,7 +143,10 @@ static void job_reset(struct job *j)
 	j->provider = NULL;
 	j->message_id = NULL;
 	j->slots = RECORD_SLOTS_NONE;
-	j->park = false;
+	j->requeue[0] = '\0';
+	free(j->requeue_body);
+	j->requeue_body = NULL;
+	j->requeue_retries = -1;
 }
 
 /* job_free - release J entirely */
@@ -196,6 +203,13 @@ static void worker_outbox(struct worker *w)
 		;
 }
 
+/* worker_park - J goes to the parking queue as received */
+static void worker_park(struct job *j)
+{
+	snprintf(j->requeue, sizeof j->requeue, "%s", j->w->parked);
+	j->requeue_retries = -1;
+}
+
 /* worker_decode - decode J's body; an undecodable message gets a stub note from its headers,
  * status failed and goes to the parking queue */
 static void worker_decode(struct job *j)
@@ -226,7 +240,7 @@ static void worker_decode(struct job *j)
 	j->detail = worker_detail("undecodable", NULL);
 	json_object_object_add(j->detail, "field", json_object_new_string(e.field));
 	json_object_object_add(j->detail, "error", json_object_new_string(e.message));
-	j->park = true;
+	worker_park(j);
 	log_warnx("event=poison queue=%s txid=%s field=%s err=\"%s\"", j->w->queue,
 	    j->stub.txid[0] ? j->stub.txid : "-", e.field, e.message);
 }
@@ -292,24 +306,56 @@ static void worker_record_of(const struct job *j, struct record *r)
 	}
 }
 
-/* worker_park - publish the messages of LIST marked park to the parking queue, confirmed; 0 or -1 */
-static int worker_park(struct worker *w, struct job *list)
+/* worker_requeue_props - PROPS of the received message with x-herald-attempt set to RETRIES in
+ * a header table built in E (N entries at most); the table's entries point into the original */
+static void worker_requeue_props(const amqp_basic_properties_t *in, int retries,
+	amqp_basic_properties_t *out, amqp_table_entry_t *e, int n)
 {
+	int i, k = 0;
+
+	*out = *in;
+	if (retries < 0)
+		return;
+	if (in->_flags & AMQP_BASIC_HEADERS_FLAG)
+		for (i = 0; i < in->headers.num_entries && k < n - 1; i++) {
+			const amqp_bytes_t *key = &in->headers.entries[i].key;
+
+			if (key->len == 16 && memcmp(key->bytes, "x-herald-attempt", 16) == 0)
+				continue;
+			e[k++] = in->headers.entries[i];
+		}
+	e[k].key = amqp_cstring_bytes("x-herald-attempt");
+	e[k].value.kind = AMQP_FIELD_KIND_I32;
+	e[k++].value.value.i32 = retries;
+	out->_flags |= AMQP_BASIC_HEADERS_FLAG;
+	out->headers.num_entries = k;
+	out->headers.entries = e;
+}
+
+/* worker_requeue - publish the copies the jobs of LIST want (parking queue, retry tier), all
+ * confirmed before anything is recorded or acked; 0 or -1 */
+static int worker_requeue(struct worker *w, struct job *list)
+{
+	amqp_basic_properties_t props;
+	amqp_table_entry_t e[32];
 	struct job *j;
 	int n = 0;
 
 	for (j = list; j != NULL; j = j->next) {
-		if (!j->park)
+		if (j->requeue[0] == '\0')
 			continue;
-		if (mq_publish(w->mq, "", w->parked, &j->env->message.properties,
-		    j->env->message.body.bytes, j->env->message.body.len, true) < 0)
+		worker_requeue_props(&j->env->message.properties, j->requeue_retries, &props, e,
+		    (int)(sizeof e / sizeof e[0]));
+		if (mq_publish(w->mq, "", j->requeue, &props,
+		    j->requeue_body != NULL ? j->requeue_body : j->env->message.body.bytes,
+		    j->requeue_body != NULL ? j->requeue_len : j->env->message.body.len, true) < 0)
 			return -1;
 		n++;
 	}
 	return n > 0 ? mq_confirm(w->mq) : 0;
 }
 
-/* worker_record - park, then record every job of LIST that has a status, in one transaction;
+/* worker_record - requeue, then record every job of LIST that has a status, in one transaction;
  * 0, or -1 (nothing recorded) */
 static int worker_record(struct worker *w, struct job *list, int64_t now)
 {
@@ -318,7 +364,7 @@ static int worker_record(struct worker *w, struct job *list, int64_t now)
 	size_t n = 0, i;
 	int rc;
 
-	if (worker_park(w, list) < 0)
+	if (worker_requeue(w, list) < 0)
 		return -1;
 	for (j = list; j != NULL; j = j->next)
 		if (j->status != NULL && j->note->txid[0] != '\0')
@@ -403,6 +449,55 @@ static void worker_ended(struct job *j)
 	}
 }
 
+/* worker_retry - J failed transiently on every provider: plan its next attempt through a delay
+ * tier (SPEC §3): attempt N waits in tier N (or the first tier at or after Retry-After); a 429
+ * with Retry-After counts no attempt. False when the tiers are used up (then it is parked). */
+static bool worker_retry(struct job *j)
+{
+	struct worker *w = j->w;
+	const struct prov_result *r = &j->res;
+	const int *tiers;
+	size_t nt = topology_tiers(w->conf, &tiers), tier;
+	unsigned attempt = j->note->attempt, next;
+	bool limited = r->http_status == 429 && r->retry_after >= 0;
+	struct json_object *d;
+	char *body;
+	size_t len;
+
+	if (!limited && (attempt == 0 || attempt > nt))
+		return false;
+	tier = limited ? 0 : attempt - 1;
+	while (r->retry_after > 0 && tier + 1 < nt && tiers[tier] < r->retry_after)
+		tier++;
+	next = limited ? attempt : attempt + 1;
+	j->note->attempt = next;
+	if (codec_note_encode(j->note, &body, &len) < 0) {
+		j->note->attempt = attempt;
+		log_error("event=oom what=retry_body txid=%s", j->note->txid);
+		return false;
+	}
+	j->note->attempt = attempt;
+	free(j->requeue_body);
+	j->requeue_body = body;
+	j->requeue_len = len;
+	j->requeue_retries = (int)next - 1;
+	topology_tier_queue(w->ch, tiers[tier], j->requeue, sizeof j->requeue);
+	j->status = "retry";
+	d = worker_detail("transient", r->detail);
+	json_object_object_add(d, "provider", json_object_new_string(j->provider));
+	if (r->http_status)
+		json_object_object_add(d, "http_status", json_object_new_int((int)r->http_status));
+	if (r->retry_after >= 0)
+		json_object_object_add(d, "retry_after", json_object_new_int64(r->retry_after));
+	json_object_object_add(d, "next_attempt", json_object_new_int((int)next));
+	json_object_object_add(d, "retry_in", json_object_new_int(tiers[tier]));
+	j->detail = d;
+	j->slots = RECORD_SLOTS_NONE;   /* the cap slot and the claim are held through retries */
+	log_info("event=retry txid=%s channel=%s attempt=%u next_attempt=%u in=%ds err=\"%s\"",
+	    j->note->txid, codec_channel_name(j->note->channel), attempt, next, tiers[tier], r->detail);
+	return true;
+}
+
 /* worker_outcome - turn provider result R of J into the status to record; true when done with
  * it (false: try the next provider) */
 static bool worker_outcome(struct job *j)
@@ -437,18 +532,22 @@ static bool worker_outcome(struct job *j)
 		j->prov++;
 		return false;
 	}
+	if (r->outcome == PROV_TRANSIENT && worker_retry(j))
+		return true;
 	j->status = "failed";
-	d = worker_detail(r->outcome == PROV_PERMANENT ? "permanent" :
-	    "transient (retries not built yet)", r->detail);
+	d = worker_detail(r->outcome == PROV_PERMANENT ? "permanent" : "retries exhausted", r->detail);
 	json_object_object_add(d, "provider", json_object_new_string(j->provider));
 	if (r->http_status)
 		json_object_object_add(d, "http_status", json_object_new_int((int)r->http_status));
+	if (r->outcome == PROV_TRANSIENT)
+		json_object_object_add(d, "attempts", json_object_new_int((int)j->note->attempt));
 	if (j->rnd.template_version)
 		json_object_object_add(d, "template_version",
 		    json_object_new_int((int)j->rnd.template_version));
 	j->detail = d;
 	j->slots = RECORD_SLOTS_RELEASE;
-	j->park = r->outcome == PROV_TRANSIENT;
+	if (r->outcome == PROV_TRANSIENT)
+		worker_park(j);
 	return true;
 }
 
@@ -593,6 +692,7 @@ static void worker_deliver_cb(struct mq *mq, amqp_envelope_t *env, void *arg)
 	j->w = w;
 	j->env = env;
 	j->gen = mq_generation(mq);
+	j->requeue_retries = -1;
 	j->rnd.template_version = 0;
 	list_add(&w->incoming, j);
 }
