@@ -32,6 +32,7 @@
 
 /* Error numbers that mean the connection is gone; some are absent from older headers. */
 #define DB_ER_CONNECTION_KILLED     1927   /* MariaDB: "Connection was killed" */
+#define DB_ER_AUTOINC_READ_FAILED 1467   /* InnoDB: the AUTO-INC lock wait failed (a deadlock) */
 #define DB_ER_CLIENT_INTERACTION_TIMEOUT 4031   /* MySQL 8.0.24+: closed after wait_timeout */
 #define DB_CR_SERVER_LOST_EXTENDED  2055
 
@@ -96,6 +97,7 @@ static enum db_verdict db_classify(unsigned e)
 		return DB_V_LOST;
 	case ER_LOCK_DEADLOCK:
 	case ER_LOCK_WAIT_TIMEOUT:
+	case DB_ER_AUTOINC_READ_FAILED:
 		return DB_V_DEADLOCK;
 	case ER_DUP_ENTRY:
 		return DB_V_DUP;

@@ -41,7 +41,7 @@ broker = { prefetch = 20; };
 log = { level = "info"; };
 heraldd = { control = "$tmp/$1.sock"; grace = 5; respawn_backoff_max = 2; };
 channels = { webhook = { workers = $2; allow_private = true;
-	providers = ( { name = "hooks"; type = "webhook"; timeout = 5; } ); }; };
+	providers = ( { name = "hooks"; type = "webhook"; timeout = 30; } ); }; };
 ${3:-}
 EOF
 	chmod 600 "$tmp/$1.conf"

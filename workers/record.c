@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -228,29 +229,50 @@ static int record_one(struct db *db, int base, int admit_base, struct record *r,
 	return 0;
 }
 
-/* record_batch - all of R in one transaction; repeated whole after DB_ERETRY (up to 5 times) */
+/* record_cmp - records in (transaction id, channel) order, the order the ledger inserts in */
+static int record_cmp(const void *a, const void *b)
+{
+	const struct note *x = (*(struct record *const *)a)->note;
+	const struct note *y = (*(struct record *const *)b)->note;
+	int d = strcmp(x->txid, y->txid);
+
+	return d != 0 ? d : (int)x->channel - (int)y->channel;
+}
+
+/* record_batch - all of R in one transaction; repeated whole after DB_ERETRY (up to 5 times).
+ * Rows are locked in (transaction, channel) order, as every writer does, so concurrent batches
+ * wait for each other instead of deadlocking. */
 int record_batch(struct db *db, int base, int admit_base, struct record *r, size_t n,
 	const char *host, const char *worker, int64_t now)
 {
+	struct record **v = malloc((n ? n : 1) * sizeof *v);
 	int rc = 0, tries;
 	size_t i;
 
+	if (v == NULL)
+		return DB_ERR;
+	for (i = 0; i < n; i++)
+		v[i] = &r[i];
+	qsort(v, n, sizeof *v, record_cmp);
 	for (tries = 0; tries < 5; tries++) {
+		if (tries > 0)
+			now = rfc3339_now();    /* the audit rows say when they were really written */
 		if ((rc = db_begin(db)) < 0)
 			goto again;
 		for (i = 0; i < n; i++)
-			if ((rc = record_one(db, base, admit_base, &r[i], host, worker, now)) < 0)
+			if ((rc = record_one(db, base, admit_base, v[i], host, worker, now)) < 0)
 				break;
 		if (rc < 0) {
 			db_rollback(db);
 			goto again;
 		}
 		if ((rc = db_commit(db)) == 0)
-			return 0;
+			break;
 again:
 		if (rc != DB_ERETRY)
-			return rc;
+			break;
 		log_warnx("event=record_retry batch=%zu try=%d", n, tries + 1);
 	}
+	free(v);
 	return rc;
 }
