@@ -6,6 +6,7 @@
 #   scripts/stack.sh env DIR    print `export HERALD_AMQP_URL=... HERALD_MYSQL_URL=...`
 #                               (and HERALD_AMQPS_URL, HERALD_T_CA: the broker's TLS listener, its CA)
 #   scripts/stack.sh restart-broker DIR | restart-db DIR   stop and start one server, same ports
+#   scripts/stack.sh stop-broker DIR | start-broker DIR | stop-db DIR | start-db DIR   one step
 #   scripts/stack.sh ctl DIR ARGS...   rabbitmqctl ARGS on the stack's broker (e.g. add_vhost V)
 #
 # Nothing of the system's services is touched; two stacks in two directories run side by side.
@@ -208,5 +209,14 @@ restart-broker)
 restart-db)
 	# shellcheck disable=SC1091
 	. "$dir/ports"; db_stop "$dir"; db_start "$dir" "$MYSQL_PORT" ;;
+stop-broker | start-broker | stop-db | start-db)
+	# shellcheck disable=SC1091
+	. "$dir/ports"
+	case $cmd in
+	stop-broker) rmq_stop "$dir" "$AMQP_PORT" ;;
+	start-broker) rmq_start "$dir" "$AMQP_PORT" ;;
+	stop-db) db_stop "$dir" ;;
+	start-db) db_start "$dir" "$MYSQL_PORT" ;;
+	esac ;;
 *) die "unknown command '$cmd'" ;;
 esac
