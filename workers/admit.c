@@ -180,11 +180,12 @@ static int admit_final(struct admit *a, const struct note *n, const char *status
 	return 0;
 }
 
-/* admit_defer - defer A until UNTIL with detail {"reason": REASON} */
+/* admit_defer - defer A until UNTIL with detail {"reason": REASON}; until N's expiry when that
+ * comes first, so the scheduler ends it `expired` then rather than when the deferral ends */
 static int admit_defer(struct admit *a, const struct note *n, int64_t until, const char *reason)
 {
 	a->verdict = ADMIT_DEFER;
-	a->defer_until = until;
+	a->defer_until = n->expires_at != 0 && n->expires_at < until ? n->expires_at : until;
 	if ((a->detail = admit_reason(reason)) == NULL)
 		return admit_oom(n);
 	return 0;

@@ -25,11 +25,12 @@
 #include "master.h"
 #include "outbox.h"
 #include "prov.h"
+#include "scheduler.h"
 #include "topology.h"
 #include "worker.h"
 
 /* The kinds of children: the four channels (enum conf_channel_id), then these. */
-enum { KIND_LEDGER = CONF_CHANNELS, KIND_OUTBOX, KINDS };
+enum { KIND_LEDGER = CONF_CHANNELS, KIND_OUTBOX, KIND_SCHEDULER, KINDS };
 
 #define MASTER_TICK 0.5          /* seconds between reconciliations */
 #define MASTER_KILL_AFTER 5      /* seconds past heraldd.grace before SIGKILL */
@@ -91,6 +92,8 @@ static const char *master_kind_name(int kind)
 		return "ledger";
 	if (kind == KIND_OUTBOX)
 		return "outbox";
+	if (kind == KIND_SCHEDULER)
+		return "scheduler";
 	return conf_channel_name(kind);
 }
 
@@ -127,6 +130,7 @@ static void master_plan(struct master *m)
 	}
 	m->want[KIND_LEDGER] = 1;
 	m->want[KIND_OUTBOX] = 1;
+	m->want[KIND_SCHEDULER] = 1;
 }
 
 /* master_declare - declare the topology once at start and after a reload; a failure is logged
@@ -187,6 +191,8 @@ static void master_child_run(struct master *m, int kind)
 		rc = ledger_main(m->conf);
 	} else if (kind == KIND_OUTBOX) {
 		rc = outbox_main(m->conf);
+	} else if (kind == KIND_SCHEDULER) {
+		rc = scheduler_main(m->conf);
 	} else {
 		rc = worker_main(m->conf, kind);
 	}

@@ -229,6 +229,19 @@ static int record_one(struct db *db, int base, int admit_base, struct record *r,
 	return 0;
 }
 
+/* record_write - the N changes of R inside the caller's open transaction */
+int record_write(struct db *db, int base, int admit_base, struct record *r, size_t n,
+	const char *host, const char *worker, int64_t now)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		if ((rc = record_one(db, base, admit_base, &r[i], host, worker, now)) < 0)
+			return rc;
+	return 0;
+}
+
 /* record_cmp - records in (transaction id, channel) order, the order the ledger inserts in */
 static int record_cmp(const void *a, const void *b)
 {

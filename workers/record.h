@@ -56,5 +56,10 @@ int record_final(const char *status);
  * after an unknown commit write nothing twice); 0, or a DB_ error (nothing written) */
 int record_batch(struct db *db, int base, int admit_base, struct record *r, size_t n,
 	const char *host, const char *worker, int64_t now);
+/* record_write - like record_batch, inside the caller's open transaction (a caller that also
+ * takes or deletes rows in it: the scheduler); no retry: on a DB_ error the caller rolls back
+ * and runs the whole of it again; 0 or a DB_ error */
+int record_write(struct db *db, int base, int admit_base, struct record *r, size_t n,
+	const char *host, const char *worker, int64_t now);
 
 #endif
