@@ -31,7 +31,9 @@ static const char heraldctl_usage[] =
 	"  caps get [--client C]       caps set [--client C] [--quota] CHANNEL=N|none|default...\n"
 	"  suppress list [--channel CH] | suppress add|remove ADDRESS [--channel CH]\n"
 	"  workers [CHANNEL N] [--socket PATH]   heraldd's workers per channel; set N live\n"
-	"  (not yet implemented: template, cancel, stats, purge, parked)\n"
+	"  cancel TXID | cancel --batch B   end what is queued or deferred as cancelled\n"
+	"  parked list|replay|drop CHANNEL [--txid T] [--limit N]   the parking queue\n"
+	"  (not yet implemented: template, stats, purge)\n"
 	"\n"
 	"  COMMAND --help shows a command's options; man heraldctl says more.\n"
 	"\n"
@@ -40,10 +42,11 @@ static const char heraldctl_usage[] =
 	"  -V, --version\n"
 	"\n"
 	"Environment: HERALD_MYSQL_URL=mysql://user:pass@host:port/database (overrides mysql.url),\n"
+	"HERALD_AMQP_URL=amqp://user:pass@host:port/vhost (overrides broker.url; parked),\n"
 	"HERALD_SQL_DIR (migrations; default " HERALD_SQL_DIR ").\n";
 
 static const char *const heraldctl_later[] = {
-	"template", "cancel", "stats", "purge", "parked", NULL
+	"template", "stats", "purge", NULL
 };
 
 /* The implemented commands and the function that runs each. */
@@ -61,6 +64,8 @@ static const struct {
 	{ "caps", caps_cmd },
 	{ "suppress", suppress_cmd },
 	{ "workers", workers_cmd },
+	{ "cancel", cancel_cmd },
+	{ "parked", parked_cmd },
 };
 
 /* ctl_mysql_url - the MySQL URL and timeouts for CONF (the -c file, may be NULL) into OUT and
