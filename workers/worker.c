@@ -191,16 +191,12 @@ static void worker_arm_retry(struct worker *w)
 	ev_timer_start(w->loop, &w->retry);
 }
 
-/* worker_outbox - publish pending events; failures wait for the next timer */
+/* worker_outbox - publish one round of pending events (the outbox worker takes a backlog: a
+ * worker must not starve its deliveries, acks and signals on one); failures wait for the timer */
 static void worker_outbox(struct worker *w)
 {
-	int n;
-
-	if (!mq_connected(w->mq))
-		return;
-	while ((n = outbox_drain(w->db, w->b_outbox, w->mq, WORKER_OUTBOX_BATCH)) ==
-	    WORKER_OUTBOX_BATCH)
-		;
+	if (mq_connected(w->mq))
+		outbox_drain(w->db, w->b_outbox, w->mq, WORKER_OUTBOX_BATCH);
 }
 
 /* worker_park - J goes to the parking queue as received */
