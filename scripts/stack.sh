@@ -75,6 +75,8 @@ tls_gen() {
 
 rmq_start() {
 	local d=$1 port=$2 r=$1/rabbitmq
+	# already running: nothing to do (starting again would orphan it)
+	[ -s "$r/rabbitmq.pid" ] && kill -0 "$(cat "$r/rabbitmq.pid")" 2> /dev/null && return 0
 	mkdir -p "$r/home" "$r/mnesia" "$r/log"
 	tls_gen "$d"
 	if [ ! -f "$r/home/.erlang.cookie" ]; then
@@ -109,6 +111,7 @@ rmq_stop() {
 
 db_start() {
 	local d=$1 port=$2 m=$1/mariadb
+	[ -s "$m/mariadbd.pid" ] && kill -0 "$(cat "$m/mariadbd.pid")" 2> /dev/null && return 0
 	mkdir -p "$m/tmp"
 	cat > "$m/my.cnf" <<CNF
 [mariadbd]

@@ -8,13 +8,14 @@
 # hooks BATCH                  "requests/distinct webhook-ids" the receiver got for BATCH
 # bulk BATCH N USERS [EXTRA_JSON]          send N notifications over users ${p}_0..USERS-1
 # mconf NAME WORKERS [EXTRA] - a master config: control socket $tmp/NAME.sock, webhook workers
+# (their calls time out after $MCONF_TIMEOUT s, default 30)
 mconf() {
 	cat > "$tmp/$1.conf" <<EOF
 broker = { prefetch = 20; };
 log = { level = "info"; };
 heraldd = { control = "$tmp/$1.sock"; grace = 5; respawn_backoff_max = 2; };
 channels = { webhook = { workers = $2; allow_private = true;
-	providers = ( { name = "hooks"; type = "webhook"; timeout = 30; } ); }; };
+	providers = ( { name = "hooks"; type = "webhook"; timeout = ${MCONF_TIMEOUT:-30}; } ); }; };
 ${3:-}
 EOF
 	chmod 600 "$tmp/$1.conf"

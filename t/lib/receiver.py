@@ -4,7 +4,7 @@ JSON line and checks Standard Webhooks signatures on its own (hmac, hashlib, bas
 
 Usage:
   receiver.py --log FILE [--port-file FILE] [--port N] [--host 127.0.0.1]
-              [--secret S]... [--slow SECONDS] [--cert PEM --key PEM]
+              [--secret S]... [--slow SECONDS] [--mode-file FILE] [--cert PEM --key PEM]
 
   --log FILE        append one JSON line per request (written when the request arrives, before
                     any sleep, so a test sees it as soon as the client could)
@@ -13,6 +13,7 @@ Usage:
   --secret S        a signing secret (repeat for a rotation): "whsec_<base64>" is base64-decoded,
                     anything else used as raw bytes, as herald does
   --slow SECONDS    how long /slow sleeps (default 3)
+  --mode-file FILE  the answer of /mode, read at each request (a test changes it as it goes)
   --cert, --key     serve HTTPS with this certificate chain and key (PEM files)
 
 Answers (any method; the query string tunes every path):
@@ -21,6 +22,8 @@ Answers (any method; the query string tunes every path):
   /slow               sleeps --slow s, then 200
   /redirect           302 Location: /ok
   /status/NNN         status NNN (e.g. /status/404, /status/500)
+  /mode               what --mode-file says now: "CODE [RETRY_AFTER]" (e.g. "500", "429 2",
+                      "200") or "sleep SECONDS" (then 200); 500 when unreadable
   /seq/KEY/S1,S2,...  the n-th request for KEY gets Sn (the last one repeats): e.g.
                       /seq/a/503,200 answers 503 once, then 200
   anything else       404
@@ -102,6 +105,21 @@ def choose(path, q):
         status = FIXED[path]
     elif path.startswith("/status/") and path[8:].isdigit():
         status = int(path[8:])
+    elif path == "/mode":
+        # the answer the test set in --mode-file: "CODE [RETRY_AFTER]" or "sleep SECONDS"
+        try:
+            with open(OPTS.mode_file) as f:
+                words = f.read().split()
+        except (OSError, TypeError):
+            words = []
+        if words[:1] == ["sleep"] and len(words) == 2:
+            status, q["sleep"] = 200, words[1]
+        elif words and words[0].isdigit():
+            status = int(words[0])
+            if len(words) > 1:
+                hdrs["Retry-After"] = words[1]
+        else:
+            status = 500
     elif path.startswith("/seq/") and path.count("/") == 3:
         _, _, key, seq = path.split("/")
         codes = [int(c) for c in seq.split(",") if c.isdigit()] or [404]
@@ -191,6 +209,7 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--secret", action="append", default=[])
     ap.add_argument("--slow", type=float, default=3.0)
+    ap.add_argument("--mode-file")
     ap.add_argument("--cert")
     ap.add_argument("--key")
     OPTS = ap.parse_args()
