@@ -657,12 +657,7 @@ static int parked_open(struct parked *p, uint32_t *count)
 /* parked_close - close the channel (the broker requeues what was not acked) and the connection */
 static void parked_close(struct parked *p)
 {
-	if (p->conn == NULL)
-		return;
-	amqp_channel_close(p->conn, PARKED_CHAN, AMQP_REPLY_SUCCESS);
-	amqp_connection_close(p->conn, AMQP_REPLY_SUCCESS);
-	amqp_destroy_connection(p->conn);
-	p->conn = NULL;
+	broker_close(&p->conn, PARKED_CHAN);
 }
 
 /* parked_summary - the summary line of replay or drop */

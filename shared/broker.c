@@ -184,3 +184,14 @@ bool broker_rpc_ok(amqp_connection_state_t conn, amqp_channel_t chan, const char
 	log_warnx("event=broker_error what=\"%s\" err=\"%s\"", what, err);
 	return false;
 }
+
+/* broker_close - channel.close, connection.close, destroy */
+void broker_close(amqp_connection_state_t *conn, amqp_channel_t chan)
+{
+	if (*conn == NULL)
+		return;
+	amqp_channel_close(*conn, chan, AMQP_REPLY_SUCCESS);
+	amqp_connection_close(*conn, AMQP_REPLY_SUCCESS);
+	amqp_destroy_connection(*conn);
+	*conn = NULL;
+}

@@ -21,6 +21,10 @@ amqp_connection_state_t broker_open(const struct conf_broker *b, const char *pro
  * warning naming WHAT and the broker's reason (closing a closed channel properly) */
 bool broker_rpc_ok(amqp_connection_state_t conn, amqp_channel_t chan, const char *what);
 
+/* broker_close - close channel CHAN and the connection *CONN politely (the broker requeues what
+ * was not acked), free it and set *CONN to NULL; nothing when *CONN is NULL */
+void broker_close(amqp_connection_state_t *conn, amqp_channel_t chan);
+
 /* broker_user - the broker user of B (the URL's, else "guest"): the AMQP user_id property */
 const char *broker_user(const struct conf_broker *b);
 

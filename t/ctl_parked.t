@@ -28,12 +28,7 @@ trap cleanup EXIT
 "$ctl" db migrate > /dev/null || bail "db migrate failed"
 
 secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
-python3 "$HERALD_SRCDIR/t/lib/receiver.py" --port-file "$tmp/port" --log "$tmp/hooks.jsonl" \
-	--secret "$secret" > "$tmp/receiver.log" 2>&1 &
-rpid=$!
-for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
-[ -s "$tmp/port" ] || bail "receiver did not start: $(cat "$tmp/receiver.log")"
-hook="http://127.0.0.1:$(cat "$tmp/port")"
+wk_receiver --secret "$secret"
 : > "$tmp/hooks.jsonl"
 # got TXID [STATUS] - requests the receiver got for TXID (answered STATUS)
 got() { grep "$1" "$tmp/hooks.jsonl" 2> /dev/null | grep -c "\"status\": *${2:-[0-9]}" || true; }

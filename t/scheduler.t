@@ -33,12 +33,7 @@ trap cleanup EXIT
 "$ctl" db migrate > /dev/null || bail "db migrate failed"
 [ -x "$srun" ] || bail "$srun not built"
 
-python3 "$HERALD_SRCDIR/t/lib/receiver.py" --port-file "$tmp/port" --log "$tmp/hooks.jsonl" \
-	> "$tmp/receiver.log" 2>&1 &
-rpid=$!
-for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
-[ -s "$tmp/port" ] || bail "receiver did not start: $(cat "$tmp/receiver.log")"
-hook="http://127.0.0.1:$(cat "$tmp/port")"
+wk_receiver
 : > "$tmp/hooks.jsonl"
 got() { grep -c "$1" "$tmp/hooks.jsonl" 2> /dev/null || true; }
 

@@ -8,7 +8,7 @@
 . "$HERALD_SRCDIR/t/lib/tap.sh"
 . "$HERALD_SRCDIR/t/lib/sql.sh"
 need_stack
-plan 79
+plan 78
 
 tmp=$(mktemp -d /tmp/herald-worker-t.XXXXXX)
 . "$HERALD_SRCDIR/t/lib/worker.sh"
@@ -26,12 +26,7 @@ trap cleanup EXIT
 "$ctl" db migrate > /dev/null || bail "db migrate failed"
 
 secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
-python3 "$HERALD_SRCDIR/t/lib/receiver.py" --port-file "$tmp/port" --log "$tmp/hooks.jsonl" \
-	--secret "$secret" --slow 3 > "$tmp/receiver.log" 2>&1 &
-rpid=$!
-for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
-[ -s "$tmp/port" ] || bail "receiver did not start: $(cat "$tmp/receiver.log")"
-hook="http://127.0.0.1:$(cat "$tmp/port")"
+wk_receiver --secret "$secret" --slow 3
 # got TXID - requests the receiver got for TXID
 got() { grep -c "\"transaction_id\": *\"$1\"\|$1" "$tmp/hooks.jsonl" 2> /dev/null || true; }
 # hookline TXID - the receiver's last line for TXID

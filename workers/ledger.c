@@ -769,12 +769,7 @@ static int ledger_flush(struct ledger *l)
 /* ledger_close - end the broker connection politely (unacked records go back to the queue) */
 static void ledger_close(struct ledger *l)
 {
-	if (l->conn == NULL)
-		return;
-	amqp_channel_close(l->conn, LEDGER_CHAN, AMQP_REPLY_SUCCESS);
-	amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
-	amqp_destroy_connection(l->conn);
-	l->conn = NULL;
+	broker_close(&l->conn, LEDGER_CHAN);
 }
 
 /* ledger_main - the consume, batch, record, ack loop until a stop request */

@@ -8,6 +8,8 @@
 # wk_status TXID CH        the status now ("" when no row)
 # wk_trail TXID CH         the audit trail "old>new old>new ..." (old "-" when none)
 # wk_tx OUT                the transaction_id of a herald-send answer
+# wk_receiver ARGS...      start t/lib/receiver.py (log $tmp/hooks.jsonl, more ARGS) in the
+#                          background: its pid in $rpid, its base URL in $hook
 heraldd="$HERALD_BUILDDIR/heraldd"
 send="$HERALD_BUILDDIR/herald-send"
 ctl="$HERALD_BUILDDIR/heraldctl"
@@ -64,3 +66,11 @@ wk_trail() {
 		WHERE n.transaction_id = '$1' AND n.channel = '$2' ORDER BY a.id" | tr '\n' ' ' | sed 's/ $//'
 }
 wk_tx() { printf '%s' "$1" | sed -n 's/.*"transaction_id":"\([0-9a-f-]\{36\}\)".*/\1/p'; }
+wk_receiver() {
+	python3 "$HERALD_SRCDIR/t/lib/receiver.py" --port-file "$tmp/port" --log "$tmp/hooks.jsonl" \
+		"$@" > "$tmp/receiver.log" 2>&1 &
+	rpid=$!
+	for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+	[ -s "$tmp/port" ] || bail "receiver did not start: $(cat "$tmp/receiver.log")"
+	hook="http://127.0.0.1:$(cat "$tmp/port")"
+}
