@@ -8,7 +8,7 @@
 . "$HERALD_SRCDIR/t/lib/tap.sh"
 . "$HERALD_SRCDIR/t/lib/sql.sh"
 need_stack
-plan 78
+plan 82
 
 tmp=$(mktemp -d /tmp/herald-worker-t.XXXXXX)
 . "$HERALD_SRCDIR/t/lib/worker.sh"
@@ -62,6 +62,8 @@ sql "INSERT INTO users (user_id, first_name, webhook_url, timezone) VALUES
 	('${p}_503', NULL, '$hook/status/503', 'UTC'),
 	('${p}_flaky', NULL, '$hook/seq/f$$/503,200', 'UTC'),
 	('${p}_429', NULL, '$hook/seq/l$$/429,200?retry_after=1', 'UTC'),
+	('${p}_pa', NULL, '$hook/seq/pa$$/429,200?retry_after=3', 'UTC'),
+	('${p}_pb', NULL, '$hook/ok?pb', 'UTC'),
 	('${p}_slow', NULL, '$hook/slow', 'UTC'),
 	('${p}_nourl', NULL, NULL, 'UTC'),
 	('${p}_optout', NULL, '$hook/ok', 'UTC'),
@@ -240,6 +242,20 @@ is "$(grep "$tx:webhook" "$tmp/hooks.jsonl" | python3 -c 'import json,sys
 print(len({json.loads(l)["headers"]["webhook-id"] for l in sys.stdin}))')" 1 "both with the same webhook-id"
 is "$(sql "SELECT COUNT(*) FROM idempotency_claims WHERE idempotency_key = 'slow-$p' AND transaction_id = '$tx'")" 1 \
 	"the claim is the transaction's own"
+
+# --- a 429 with Retry-After pauses the destination host for every delivery ------------------------
+txa=$(hsend "{\"user_id\":\"${p}_pa\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")
+for _ in $(seq 100); do [ "$(got "$txa")" -ge 1 ] && break; sleep 0.1; done
+txb=$(hsend "{\"user_id\":\"${p}_pb\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")
+is "$(wk_wait "$txa" webhook 20)/$(wk_wait "$txb" webhook 20)" done/done "a 429 (Retry-After: 3), then 200: both done"
+ta=$(grep "$txa" "$tmp/hooks.jsonl" | head -1 | jq .t) tb=$(grep "$txb" "$tmp/hooks.jsonl" | head -1 | jq .t)
+ok "$(awk -v a="$ta" -v b="$tb" 'BEGIN { exit !(b - a >= 2.5) }'; echo $?)" \
+	"another message to the same host waited out the pause ($(awk -v a="$ta" -v b="$tb" 'BEGIN { printf "%.1f", b - a }') s) without being sent"
+is "$(got "$txb")/$(sql "SELECT attempt FROM notifications WHERE transaction_id = '$txb'")" 1/1 \
+	"it was sent once, and the pause counted no attempt"
+like "$(sql "SELECT a.detail FROM notification_audit a JOIN notifications n ON n.id = a.notification_id
+	WHERE n.transaction_id = '$txb' AND a.new_status = 'retry' LIMIT 1")" 'paused for [0-9]+ s by a 429' \
+	"its retry says why"
 
 wk_stop ledger; is $? 0 "ledger: SIGTERM exits 0"
 wk_stop worker; is $? 0 "worker: SIGTERM exits 0"

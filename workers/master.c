@@ -20,6 +20,7 @@
 #include "broker.h"
 #include "conf.h"
 #include "control.h"
+#include "hostpause.h"
 #include "ledger.h"
 #include "log.h"
 #include "master.h"
@@ -629,6 +630,9 @@ int master_main(const char *path, struct conf *c)
 	ev_timer_start(m.loop, &m.tick);
 	ev_init(&m.kill, master_kill_cb);
 	m.kill.data = &m;
+	/* mapped before any fork: the children share the 429 pauses */
+	if (hostpause_init() < 0)
+		log_warn("event=no_pause_table note=\"429 pauses stay with the worker that got them\"");
 	log_info("event=master_started pid=%ld control=%s", (long)m.pid, c->heraldd.control);
 	master_plan(&m);
 	master_declare(&m);

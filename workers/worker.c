@@ -27,6 +27,7 @@
 #include "codec.h"
 #include "conf.h"
 #include "db.h"
+#include "hostpause.h"
 #include "http.h"
 #include "log.h"
 #include "master.h"
@@ -559,10 +560,36 @@ static void worker_http_done(CURL *easy, CURLcode rc, void *arg)
 	w->inflight--;
 	memset(&j->res, 0, sizeof j->res);
 	p->ops->finish(p, call, rc, &j->res);
+	if (j->res.http_status == 429 && j->res.retry_after > 0) {
+		char key[512];
+
+		/* every worker of this host waits with it (SPEC §5) */
+		hostpause_key(p->name, j->adm.address, key, sizeof key);
+		hostpause_set(key, rfc3339_now() + (int64_t)j->res.retry_after * 1000000);
+		log_info("event=paused key=\"%s\" seconds=%d txid=%s", key, j->res.retry_after,
+		    j->note->txid);
+	}
 	if (worker_outcome(j))
 		worker_ended(j);
 	else
 		worker_start_delivery(j);
+}
+
+/* worker_paused - whether P (for webhooks: J's destination host) is paused by a 429 another
+ * delivery of this host got; then J's result says so, as a 429 would (no attempt counted) */
+static bool worker_paused(struct job *j, const struct prov *p, int64_t now)
+{
+	char key[512];
+	int64_t until = hostpause_until(hostpause_key(p->name, j->adm.address, key, sizeof key), now);
+
+	if (until == 0)
+		return false;
+	j->res.outcome = PROV_TRANSIENT;
+	j->res.http_status = 429;
+	j->res.retry_after = (int)((until - now + 999999) / 1000000);
+	snprintf(j->res.detail, sizeof j->res.detail, "paused for %d s by a 429 from %.400s",
+	    j->res.retry_after, key);
+	return true;
 }
 
 /* worker_start_delivery - hand J to its current provider */
@@ -588,7 +615,7 @@ static void worker_start_delivery(struct job *j)
 	m.now = rfc3339_now();
 	memset(&j->res, 0, sizeof j->res);
 	j->res.retry_after = -1;
-	if (p->ops->start(p, &m, &call, &j->res) < 0) {
+	if (worker_paused(j, p, m.now) || p->ops->start(p, &m, &call, &j->res) < 0) {
 		if (worker_outcome(j))
 			worker_ended(j);
 		else
@@ -787,6 +814,8 @@ int worker_main(const struct conf *c, int ch)
 	snprintf(w.name, sizeof w.name, "%s.%ld", conf_channel_name(ch), (long)getpid());
 	topology_channel_queue(ch, w.queue, sizeof w.queue);
 	topology_parking_queue(ch, w.parked, sizeof w.parked);
+	if (hostpause_init() < 0)
+		log_warn("event=no_pause_table note=\"429 pauses stay with the delivery that got them\"");
 	if (prov_open(c, ch, &w.provs, &w.nprovs, err, sizeof err) < 0 || w.nprovs == 0) {
 		log_error("event=no_provider channel=%s err=\"%s\"", conf_channel_name(ch),
 		    w.nprovs == 0 && err[0] == '\0' ? "no provider configured" : err);
