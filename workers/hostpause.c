@@ -64,47 +64,66 @@ const char *hostpause_key(const char *provider, const char *address, char *buf, 
 	return buf;
 }
 
-/* hostpause_until - a lookup along the probe sequence */
-int64_t hostpause_until(const char *key, int64_t now)
+/* hostpause_slot - KEY's slot: found, or claimed when CLAIM; NULL when absent or the probe
+ * sequence is full */
+static struct hostpause_slot *hostpause_slot(const char *key, bool claim)
 {
 	uint64_t h = hostpause_hash(key);
 	size_t i;
 
 	if (hostpause_table == NULL)
-		return 0;
+		return NULL;
 	for (i = 0; i < HOSTPAUSE_PROBES; i++) {
 		struct hostpause_slot *s = &hostpause_table[(h + i) & (HOSTPAUSE_SLOTS - 1)];
 		uint64_t sh = atomic_load(&s->hash);
 
-		if (sh == 0)
-			return 0;
-		if (sh == h) {
-			int64_t u = atomic_load(&s->until);
-
-			return u > now ? u : 0;
+		if (sh == h)
+			return s;
+		if (sh == 0) {
+			if (!claim)
+				return NULL;
+			if (atomic_compare_exchange_strong(&s->hash, &sh, h) || sh == h)
+				return s;
 		}
 	}
-	return 0;
+	return NULL;
 }
 
-/* hostpause_set - claim or find the key's slot, then raise its time */
+/* hostpause_until - the pause's end, if still ahead */
+int64_t hostpause_until(const char *key, int64_t now)
+{
+	struct hostpause_slot *s = hostpause_slot(key, false);
+	int64_t u = s != NULL ? atomic_load(&s->until) : 0;
+
+	return u > now ? u : 0;
+}
+
+/* hostpause_set - raise the pause's end to UNTIL */
 void hostpause_set(const char *key, int64_t until)
 {
-	uint64_t h = hostpause_hash(key);
-	size_t i;
+	struct hostpause_slot *s = hostpause_slot(key, true);
+	int64_t u;
 
-	if (hostpause_table == NULL)
+	if (s == NULL)
 		return;
-	for (i = 0; i < HOSTPAUSE_PROBES; i++) {
-		struct hostpause_slot *s = &hostpause_table[(h + i) & (HOSTPAUSE_SLOTS - 1)];
-		uint64_t sh = 0;
+	u = atomic_load(&s->until);
+	while (u < until && !atomic_compare_exchange_weak(&s->until, &u, until))
+		;
+}
 
-		if (atomic_compare_exchange_strong(&s->hash, &sh, h) || sh == h) {
-			int64_t u = atomic_load(&s->until);
+/* hostpause_rate - GCRA without burst: the slot holds when the next delivery may go */
+int64_t hostpause_rate(const char *key, int rate, int64_t now)
+{
+	struct hostpause_slot *s;
+	int64_t next, step;
 
-			while (u < until && !atomic_compare_exchange_weak(&s->until, &u, until))
-				;
-			return;
-		}
-	}
+	if (rate <= 0 || (s = hostpause_slot(key, true)) == NULL)
+		return 0;
+	step = 1000000 / rate;
+	next = atomic_load(&s->until);
+	do {
+		if (next > now)
+			return next - now;
+	} while (!atomic_compare_exchange_weak(&s->until, &next, now + step));
+	return 0;
 }

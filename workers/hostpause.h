@@ -1,6 +1,8 @@
-/* hostpause - the pauses a 429 with Retry-After sets (SPEC §5): the provider, or for webhooks the
- * destination host, is paused for every worker of this host. The table lives in memory shared
- * by the master's children (mapped before they are forked); a worker run alone has its own. */
+/* hostpause - what the workers of one host share about a provider (SPEC §5): the pause a 429
+ * with Retry-After sets for the provider (for webhooks: the destination host), and the
+ * provider's rate limit (channels.CHANNEL.rate messages per second). The table lives in memory
+ * shared by the master's children (mapped before they are forked); a worker run alone has its
+ * own. */
 #ifndef HERALD_HOSTPAUSE_H
 #define HERALD_HOSTPAUSE_H
 
@@ -21,5 +23,10 @@ int64_t hostpause_until(const char *key, int64_t now);
 /* hostpause_set - pause KEY until UNTIL (a later pause already set stays); best effort: a full
  * table drops the pause (the 429 itself is still retried through the tiers) */
 void hostpause_set(const char *key, int64_t until);
+
+/* hostpause_rate - take KEY's next slot of RATE deliveries per second, shared by every process
+ * of the table: 0 when this delivery may go now, else how many µs to wait before asking again
+ * (0 as well when RATE is 0 or the table is full) */
+int64_t hostpause_rate(const char *key, int rate, int64_t now);
 
 #endif

@@ -73,6 +73,7 @@ struct job {
 	char *requeue_body;              /* the copy's body (malloc'd); NULL: the one received */
 	size_t requeue_len;
 	int requeue_retries;             /* x-herald-attempt of the copy; -1: headers as received */
+	ev_timer wait;                   /* waiting for the provider's rate limit (in w->waiting) */
 };
 
 struct job_list {
@@ -94,6 +95,7 @@ struct worker {
 	char host[256], name[64], queue[TOPOLOGY_NAME_MAX], parked[TOPOLOGY_NAME_MAX];
 	struct job_list incoming;        /* received, not yet admitted and recorded */
 	struct job_list ended;           /* deliveries ended, not yet recorded */
+	struct job_list waiting;         /* deliveries waiting for the rate limit (counted inflight) */
 	size_t inflight;                 /* deliveries running */
 	ev_timer flush;
 	ev_timer retry;
@@ -116,6 +118,21 @@ static void list_add(struct job_list *l, struct job *j)
 	*l->tail = j;
 	l->tail = &j->next;
 	l->n++;
+}
+
+/* list_remove - take J out of L */
+static void list_remove(struct job_list *l, struct job *j)
+{
+	struct job **pp;
+
+	for (pp = &l->head; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			if (l->tail == &j->next)
+				l->tail = pp;
+			l->n--;
+			return;
+		}
 }
 
 /* list_take - empty L, returning its jobs */
@@ -592,6 +609,39 @@ static bool worker_paused(struct job *j, const struct prov *p, int64_t now)
 	return true;
 }
 
+/* worker_wait_cb - J's turn under the rate limit came */
+static void worker_wait_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct job *j = t->data;
+
+	(void)loop;
+	(void)revents;
+	list_remove(&j->w->waiting, j);
+	j->w->inflight--;
+	worker_start_delivery(j);
+}
+
+/* worker_rate_wait - whether J must wait for P's rate limit (channels.CHANNEL.rate per second,
+ * for webhooks per destination host, shared by the workers of this host); then it waits */
+static bool worker_rate_wait(struct job *j, const struct prov *p, int64_t now)
+{
+	struct worker *w = j->w;
+	char key[512] = "rate ";
+	int64_t wait;
+
+	if (w->conf->channels[w->ch].rate <= 0 || w->closing)
+		return false;
+	hostpause_key(p->name, j->adm.address, key + 5, sizeof key - 5);
+	if ((wait = hostpause_rate(key, w->conf->channels[w->ch].rate, now)) == 0)
+		return false;
+	ev_timer_init(&j->wait, worker_wait_cb, (double)wait / 1e6, 0.);
+	j->wait.data = j;
+	ev_timer_start(w->loop, &j->wait);
+	list_add(&w->waiting, j);
+	w->inflight++;
+	return true;
+}
+
 /* worker_start_delivery - hand J to its current provider */
 static void worker_start_delivery(struct job *j)
 {
@@ -615,7 +665,9 @@ static void worker_start_delivery(struct job *j)
 	m.now = rfc3339_now();
 	memset(&j->res, 0, sizeof j->res);
 	j->res.retry_after = -1;
-	if (worker_paused(j, p, m.now) || p->ops->start(p, &m, &call, &j->res) < 0) {
+	if (!worker_paused(j, p, m.now) && worker_rate_wait(j, p, m.now))
+		return;
+	if (j->res.http_status == 429 || p->ops->start(p, &m, &call, &j->res) < 0) {
 		if (worker_outcome(j))
 			worker_ended(j);
 		else
@@ -808,6 +860,7 @@ int worker_main(const struct conf *c, int ch)
 	w.exit_code = EX_OK;
 	w.incoming.tail = &w.incoming.head;
 	w.ended.tail = &w.ended.head;
+	w.waiting.tail = &w.waiting.head;
 	if (gethostname(w.host, sizeof w.host) < 0)
 		snprintf(w.host, sizeof w.host, "unknown");
 	w.host[sizeof w.host - 1] = '\0';
@@ -877,6 +930,11 @@ out:
 		}
 		for (j = list_take(&w.ended); j != NULL; j = next) {
 			next = j->next;
+			job_free(j);
+		}
+		for (j = list_take(&w.waiting); j != NULL; j = next) {
+			next = j->next;
+			ev_timer_stop(w.loop, &j->wait);
 			job_free(j);
 		}
 	}
