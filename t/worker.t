@@ -8,7 +8,7 @@
 . "$HERALD_SRCDIR/t/lib/tap.sh"
 . "$HERALD_SRCDIR/t/lib/sql.sh"
 need_stack
-plan 82
+plan 84
 
 tmp=$(mktemp -d /tmp/herald-worker-t.XXXXXX)
 . "$HERALD_SRCDIR/t/lib/worker.sh"
@@ -37,6 +37,7 @@ conf=$tmp/herald.conf
 cat > "$conf" <<EOF
 broker = { prefetch = 20; confirm_timeout = 10; };
 retry = { tiers = [ 1, 2 ]; };
+preferences = { defaults = { marketing = { webhook = true; }; reminders = false; }; };
 log = { level = "debug"; };
 channels = { webhook = { allow_private = true;
 	providers = ( { name = "hooks"; type = "webhook"; secrets = [ "$secret" ]; timeout = 2; } ); }; };
@@ -67,9 +68,11 @@ sql "INSERT INTO users (user_id, first_name, webhook_url, timezone) VALUES
 	('${p}_slow', NULL, '$hook/slow', 'UTC'),
 	('${p}_nourl', NULL, NULL, 'UTC'),
 	('${p}_optout', NULL, '$hook/ok', 'UTC'),
+	('${p}_rem', NULL, '$hook/ok?rem', 'UTC'),
 	('${p}_paused', NULL, '$hook/ok', 'UTC'),
 	('${p}_supp', NULL, '$hook/ok?suppressed', 'UTC')" || bail "cannot insert users"
-sql "INSERT INTO preferences (user_id, pref_key, enabled) VALUES ('${p}_optout', 'webhook', 0)"
+sql "INSERT INTO preferences (user_id, pref_key, enabled) VALUES ('${p}_optout', 'webhook', 0),
+	('${p}_rem', 'reminders', 1), ('${p}_rem', 'notifications.webhook', 0)"
 sql "UPDATE users SET paused_until = '9999-12-31 23:59:59' WHERE user_id = '${p}_paused'"
 sql "INSERT INTO suppressions (address, channel, reason) VALUES ('$hook/ok?suppressed', 'webhook', 'manual')"
 
@@ -164,7 +167,16 @@ done
 sleep 1.2
 is "$(events "$tx")" "webhook.paused None" "event webhook.paused"
 tx=$(hsend "{\"user_id\":\"${p}_optout\",\"channels\":{\"webhook\":{\"event\":\"e\"}},\"category\":\"marketing\"}")
-is "$(wk_wait "$tx" webhook)" opt_out "preference webhook=false: opt_out"
+is "$(wk_wait "$tx" webhook)" opt_out "the user's webhook=false: opt_out, though the default marketing.webhook is on"
+r=""
+for c in reminders notifications marketing; do
+	tx=$(hsend "{\"user_id\":\"${p}_rem\",\"channels\":{\"webhook\":{\"event\":\"e\"}},\"category\":\"$c\"}")
+	r="$r$(wk_wait "$tx" webhook) "
+done
+is "$r" "done opt_out done " \
+	"the user's reminders=true beats the default reminders=false; notifications.webhook=false: opt_out"
+tx=$(hsend "{\"user_id\":\"${p}_ok\",\"channels\":{\"webhook\":{\"event\":\"e\"}},\"category\":\"reminders\"}")
+is "$(wk_wait "$tx" webhook)" opt_out "no key of the user's: the default reminders=false applies"
 tx=$(hsend "{\"user_id\":\"${p}_optout\",\"channels\":{\"webhook\":{\"event\":\"e\"}},\"category\":\"transactional\"}")
 is "$(wk_wait "$tx" webhook)" done "transactional ignores the opt-out"
 tx=$(hsend "{\"user_id\":\"${p}_paused\",\"channels\":{\"webhook\":{\"event\":\"e\"}},\"category\":\"transactional\"}")

@@ -480,12 +480,18 @@ static int admit_pref_default(const struct conf *c, const char *key)
 	return -1;
 }
 
-/* admit_prefs_on - whether the message may go: CATEGORY.CHANNEL when set wins, else off when
- * CHANNEL or CATEGORY is off; a key the user has not set takes the configured default */
+/* admit_prefs_on - whether the message may go: the user's CATEGORY.CHANNEL when set decides; the
+ * user's own CHANNEL or CATEGORY off says no whatever the defaults; otherwise, a key the user has
+ * not set taking the configured default, CATEGORY.CHANNEL when set wins, else off when CHANNEL
+ * or CATEGORY is off */
 static bool admit_prefs_on(const struct conf *c, char keys[3][80], const int user[3])
 {
 	int v[3], i;
 
+	if (user[2] >= 0)
+		return user[2] == 1;
+	if (user[0] == 0 || user[1] == 0)
+		return false;
 	for (i = 0; i < 3; i++)
 		v[i] = user[i] >= 0 ? user[i] : admit_pref_default(c, keys[i]);
 	if (v[2] >= 0)
