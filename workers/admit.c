@@ -37,6 +37,7 @@
 #define ADMIT_ADDR_HASH 250          /* longer addresses are keyed by their SHA-256 */
 #define ADMIT_TRIES 4                /* claim races and reservation deadlocks, then DB_ERETRY */
 #define ADMIT_QUIET_PRIORITY 7       /* this priority and above ignore quiet hours */
+#define ADMIT_EMAIL_MAX 254          /* the longest email address (the codec's bound) */
 
 /* the channel orders of codec.h and conf.h are one order: caps index by either */
 _Static_assert((int)CODEC_CH_EMAIL == (int)CONF_CH_EMAIL && (int)CODEC_CH_SMS == (int)CONF_CH_SMS &&
@@ -75,7 +76,7 @@ const struct db_stmt admit_stmts[] = {
 		"SELECT u.first_name, u.last_name, u.email, u.phone, u.timezone, u.locale,"
 		" u.paused_until, u.webhook_url, q.start_minute, q.end_minute, p.pref_key, p.enabled,"
 		" EXISTS (SELECT 1 FROM suppressions s WHERE s.channel = ? AND s.address ="
-		" CASE ? WHEN 'email' THEN u.email WHEN 'sms' THEN u.phone"
+		" CASE ? WHEN 'email' THEN LOWER(u.email) WHEN 'sms' THEN u.phone"
 		" WHEN 'webhook' THEN u.webhook_url END)"
 		" FROM users u"
 		" LEFT JOIN quiet_hours q ON q.user_id = u.user_id"
@@ -237,11 +238,21 @@ static void admit_utc_day(int64_t usec, char out[11])
 static int admit_state(struct db *db, int base, const struct note *n, const char *ch, int64_t now,
 	struct admit *a, bool *suppressed)
 {
-	const char *s;
+	const char *s, *to = n->user_id == NULL ? n->address : NULL;
+	char lower[ADMIT_EMAIL_MAX + 1];
 	int rc;
 
+	/* suppressions hold email addresses in lower case */
+	if (to != NULL && n->channel == CODEC_CH_EMAIL && strlen(to) <= ADMIT_EMAIL_MAX) {
+		size_t i;
+
+		for (i = 0; to[i]; i++)
+			lower[i] = (char)(to[i] >= 'A' && to[i] <= 'Z' ? to[i] - 'A' + 'a' : to[i]);
+		lower[i] = '\0';
+		to = lower;
+	}
 	rc = db_exec(db, base + Q_STATE, DB_ARGS(db_str(n->txid), db_str(ch), db_str(n->txid),
-	    db_str(n->batch_id), db_str(n->user_id == NULL ? n->address : NULL), db_str(ch)));
+	    db_str(n->batch_id), db_str(to), db_str(ch)));
 	if (rc != 0)
 		return rc;
 	if ((rc = db_fetch(db, base + Q_STATE)) != 1)

@@ -386,6 +386,25 @@ static void t_recipient(const char *u, int64_t now)
 	n = t_note(NULL, CODEC_CH_EMAIL, "transactional");
 	t_set(&n->address, t_id("supp@example.org"));
 	t_expect(n, now, ADMIT_FINAL, "suppressed", NULL, "`to` address suppressed");
+	{
+		char up[512];
+		size_t i;
+
+		snprintf(up, sizeof up, "%s", t_id("supp@example.org"));
+		for (i = 0; up[i]; i++)
+			if (up[i] >= 'a' && up[i] <= 'z')
+				up[i] = (char)(up[i] - 'a' + 'A');
+		t_set(&n->address, up);
+		t_expect(n, now, ADMIT_FINAL, "suppressed", NULL,
+		    "`to` address suppressed, written in upper case");
+		t_user(t_id("suppup"), "Up", up, NULL, NULL, 0, NULL);
+		n->user_id = strdup(t_id("suppup"));
+		t_set(&n->address, NULL);
+		t_expect(n, now, ADMIT_FINAL, "suppressed", NULL,
+		    "a user's email suppressed, stored in upper case");
+		free(n->user_id);
+		n->user_id = NULL;
+	}
 	t_set(&n->address, NULL);
 	t_expect(n, now, ADMIT_FINAL, "no_address", NULL, "`to` without an address: no_address");
 	codec_note_free(n);
