@@ -323,43 +323,15 @@ static bool parked_skip_header(const amqp_bytes_t *k)
 	return false;
 }
 
-/* parked_confirm - wait (broker.confirm_timeout) for the confirm of the one message published;
- * 0 when the broker acked it and did not return it, else -1 with WHY */
+/* parked_confirm - the broker's confirm of the one message published; 0, or -1 with WHY */
 static int parked_confirm(struct parked *p, char *why, size_t whylen)
 {
-	struct timeval tv = { p->c.broker.confirm_timeout > 0 ? p->c.broker.confirm_timeout : 10, 0 };
-	bool returned = false;
-	amqp_frame_t f;
-	int rc;
+	char b[256];
 
-	for (;;) {
-		if ((rc = amqp_simple_wait_frame_noblock(p->conn, &f, &tv)) != AMQP_STATUS_OK) {
-			snprintf(why, whylen, "no confirm from the broker: %s", amqp_error_string2(rc));
-			return -1;
-		}
-		if (f.frame_type != AMQP_FRAME_METHOD)
-			continue;       /* the content of a returned message */
-		switch (f.payload.method.id) {
-		case AMQP_BASIC_RETURN_METHOD:
-			returned = true;
-			continue;
-		case AMQP_BASIC_ACK_METHOD:
-			if (!returned)
-				return 0;
-			snprintf(why, whylen, "unroutable: exchange %s has no queue for %s (returned)",
-			    TOPOLOGY_EXCHANGE, p->chname);
-			return -1;
-		case AMQP_BASIC_NACK_METHOD:
-			snprintf(why, whylen, "refused by the broker (nack)");
-			return -1;
-		case AMQP_CHANNEL_CLOSE_METHOD:
-		case AMQP_CONNECTION_CLOSE_METHOD:
-			snprintf(why, whylen, "the broker closed the channel");
-			return -1;
-		default:
-			continue;
-		}
-	}
+	if (broker_confirm_one(p->conn, p->c.broker.confirm_timeout, b, sizeof b) == 0)
+		return 0;
+	snprintf(why, whylen, "%s %s: %s", TOPOLOGY_EXCHANGE, p->chname, b);
+	return -1;
 }
 
 /* parked_publish - publish M to the channel queue as a fresh message, confirmed; 0 or -1 */

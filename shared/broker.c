@@ -1,10 +1,12 @@
 /* broker - open a broker connection: TCP or TLS with the certificate checks, login, channel */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <amqp.h>
@@ -194,4 +196,55 @@ void broker_close(amqp_connection_state_t *conn, amqp_channel_t chan)
 	amqp_connection_close(*conn, AMQP_REPLY_SUCCESS);
 	amqp_destroy_connection(*conn);
 	*conn = NULL;
+}
+
+/* broker_confirm_one - read frames until the ack (or nack, return, close) within the deadline */
+int broker_confirm_one(amqp_connection_state_t conn, int timeout, char *why, size_t whylen)
+{
+	struct timespec now;
+	int64_t end, left;
+	bool returned = false;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	end = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + (int64_t)(timeout > 0 ? timeout : 10) * 1000;
+	for (;;) {
+		struct timeval tv;
+		amqp_frame_t f;
+		int rc;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((left = end - ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000)) <= 0) {
+			snprintf(why, whylen, "no confirm within %d s", timeout > 0 ? timeout : 10);
+			return -1;
+		}
+		tv.tv_sec = left / 1000;
+		tv.tv_usec = (left % 1000) * 1000;
+		if ((rc = amqp_simple_wait_frame_noblock(conn, &f, &tv)) == AMQP_STATUS_TIMEOUT)
+			continue;
+		if (rc != AMQP_STATUS_OK) {
+			snprintf(why, whylen, "no confirm from the broker: %s", amqp_error_string2(rc));
+			return -1;
+		}
+		if (f.frame_type != AMQP_FRAME_METHOD)
+			continue;       /* the content of a returned message */
+		switch (f.payload.method.id) {
+		case AMQP_BASIC_RETURN_METHOD:
+			returned = true;
+			continue;
+		case AMQP_BASIC_ACK_METHOD:
+			if (!returned)
+				return 0;
+			snprintf(why, whylen, "unroutable (returned by the broker)");
+			return -1;
+		case AMQP_BASIC_NACK_METHOD:
+			snprintf(why, whylen, "refused by the broker (nack)");
+			return -1;
+		case AMQP_CHANNEL_CLOSE_METHOD:
+		case AMQP_CONNECTION_CLOSE_METHOD:
+			snprintf(why, whylen, "the broker closed the channel");
+			return -1;
+		default:
+			continue;
+		}
+	}
 }

@@ -25,6 +25,11 @@ bool broker_rpc_ok(amqp_connection_state_t conn, amqp_channel_t chan, const char
  * was not acked), free it and set *CONN to NULL; nothing when *CONN is NULL */
 void broker_close(amqp_connection_state_t *conn, amqp_channel_t chan);
 
+/* broker_confirm_one - on CONN (in confirm mode, one message just published with mandatory set)
+ * wait up to TIMEOUT seconds for the broker's answer: 0 when it acked the message and did not
+ * return it; -1 with WHY (no answer, returned as unroutable, nacked, channel closed) */
+int broker_confirm_one(amqp_connection_state_t conn, int timeout, char *why, size_t whylen);
+
 /* broker_user - the broker user of B (the URL's, else "guest"): the AMQP user_id property */
 const char *broker_user(const struct conf_broker *b);
 

@@ -259,48 +259,12 @@ static const char *ledger_header(const amqp_basic_properties_t *p, const char *k
 /* ledger_park_wait - wait on PC for the confirm of the one message published; 0 when acked */
 static int ledger_park_wait(struct ledger *l, amqp_connection_state_t pc, const char *q)
 {
-	int64_t end = ledger_now_ms() + (int64_t)l->c->broker.confirm_timeout * 1000;
-	bool returned = false;
+	char why[256];
 
-	for (;;) {
-		int64_t left = end - ledger_now_ms();
-		struct timeval tv;
-		amqp_frame_t f;
-		int rc;
-
-		if (left <= 0) {
-			log_warnx("event=park_failed queue=%s err=\"no confirm within %d s\"", q,
-			    l->c->broker.confirm_timeout);
-			return -1;
-		}
-		tv.tv_sec = left / 1000;
-		tv.tv_usec = (left % 1000) * 1000;
-		if ((rc = amqp_simple_wait_frame_noblock(pc, &f, &tv)) == AMQP_STATUS_TIMEOUT)
-			continue;
-		if (rc != AMQP_STATUS_OK) {
-			log_warnx("event=park_failed queue=%s err=\"%s\"", q, amqp_error_string2(rc));
-			return -1;
-		}
-		if (f.frame_type != AMQP_FRAME_METHOD)
-			continue;      /* the content of a returned message */
-		switch (f.payload.method.id) {
-		case AMQP_BASIC_RETURN_METHOD:
-			returned = true;
-			continue;
-		case AMQP_BASIC_ACK_METHOD:
-			if (!returned)
-				return 0;
-			log_warnx("event=park_failed queue=%s err=\"unroutable (returned)\"", q);
-			return -1;
-		case AMQP_BASIC_NACK_METHOD:
-			log_warnx("event=park_failed queue=%s err=\"refused by the broker (nack)\"", q);
-			return -1;
-		case AMQP_CHANNEL_CLOSE_METHOD:
-		case AMQP_CONNECTION_CLOSE_METHOD:
-			log_warnx("event=park_failed queue=%s err=\"broker closed the connection\"", q);
-			return -1;
-		}
-	}
+	if (broker_confirm_one(pc, l->c->broker.confirm_timeout, why, sizeof why) == 0)
+		return 0;
+	log_warnx("event=park_failed queue=%s err=\"%s\"", q, why);
+	return -1;
 }
 
 /* ledger_park - publish BODY to the parking queue of channel CH with ORIG's properties (NULL:
