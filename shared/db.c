@@ -866,3 +866,20 @@ const char *db_target(const struct db *db)
 {
 	return db->target;
 }
+
+/* db_registry - concatenate the modules' tables */
+int db_registry(const struct db_module *m, size_t n, struct db_stmt **out)
+{
+	size_t i, total = 0;
+
+	for (i = 0; i < n; i++)
+		total += m[i].n;
+	if ((*out = calloc(total ? total : 1, sizeof **out)) == NULL)
+		return -1;
+	for (total = 0, i = 0; i < n; i++) {
+		memcpy(*out + total, m[i].stmts, m[i].n * sizeof **out);
+		*m[i].base = (int)total;
+		total += m[i].n;
+	}
+	return (int)total;
+}

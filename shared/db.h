@@ -45,6 +45,17 @@ struct db_stmt {
 	                            repeat is a no-op): retried after a connection lost mid-call */
 };
 
+/* One module's statements for db_registry: its table, its size, where its base index goes. */
+struct db_module {
+	const struct db_stmt *stmts;
+	size_t n;
+	int *base;
+};
+
+/* db_registry - the statements of the N modules M in one malloc'd table *OUT (for db_open on a
+ * connection they share), each module's base index stored; the total, or -1 when out of memory */
+int db_registry(const struct db_module *m, size_t n, struct db_stmt **out);
+
 struct db_opts {
 	int connect_timeout;     /* seconds; 0: 5 */
 	int read_timeout;        /* seconds; 0: 30 */

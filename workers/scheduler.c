@@ -529,24 +529,14 @@ static void sched_usr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
 /* sched_registry - one statement registry for the modules sharing the connection */
 static int sched_registry(struct sched *s)
 {
-	const struct { const struct db_stmt *st; size_t n; int *base; } mods[] = {
+	const struct db_module mods[] = {
 		{ sched_stmts, Q__N, &s->b_sched },
 		{ record_stmts, record_nstmts, &s->b_record },
 		{ admit_stmts, admit_nstmts, &s->b_admit },
 		{ outbox_stmts, outbox_nstmts, &s->b_outbox },
 	};
-	size_t i, total = 0;
 
-	for (i = 0; i < sizeof mods / sizeof mods[0]; i++)
-		total += mods[i].n;
-	if ((s->stmts = calloc(total, sizeof *s->stmts)) == NULL)
-		return -1;
-	for (total = 0, i = 0; i < sizeof mods / sizeof mods[0]; i++) {
-		memcpy(s->stmts + total, mods[i].st, mods[i].n * sizeof *s->stmts);
-		*mods[i].base = (int)total;
-		total += mods[i].n;
-	}
-	return (int)total;
+	return db_registry(mods, sizeof mods / sizeof mods[0], &s->stmts);
 }
 
 /* scheduler_main - set up, run a round every scheduler.interval seconds until SIGTERM */

@@ -826,24 +826,14 @@ static void worker_usr1_cb(struct ev_loop *loop, ev_signal *s, int revents)
 /* worker_registry - one statement registry for the modules sharing the connection */
 static int worker_registry(struct worker *w)
 {
-	const struct { const struct db_stmt *s; size_t n; int *base; } mods[] = {
+	const struct db_module mods[] = {
 		{ admit_stmts, admit_nstmts, &w->b_admit },
 		{ record_stmts, record_nstmts, &w->b_record },
 		{ render_stmts, render_nstmts, &w->b_render },
 		{ outbox_stmts, outbox_nstmts, &w->b_outbox },
 	};
-	size_t i, total = 0;
 
-	for (i = 0; i < sizeof mods / sizeof mods[0]; i++)
-		total += mods[i].n;
-	if ((w->stmts = calloc(total, sizeof *w->stmts)) == NULL)
-		return -1;
-	for (total = 0, i = 0; i < sizeof mods / sizeof mods[0]; i++) {
-		memcpy(w->stmts + total, mods[i].s, mods[i].n * sizeof *w->stmts);
-		*mods[i].base = (int)total;
-		total += mods[i].n;
-	}
-	return (int)total;
+	return db_registry(mods, sizeof mods / sizeof mods[0], &w->stmts);
 }
 
 /* worker_main - set up, run the loop until drained, tear down */
