@@ -1030,6 +1030,10 @@ static const struct conf_key conf_provider_keys[] = {
 	KSTR("topic", PV, topic, .only = PT(CONF_PROV_APNS), .flags = CONF_F_REQ),
 	KSTR("url", PV, url, .only = PT(CONF_PROV_APNS), .defs = "https://api.push.apple.com",
 	    .check = conf_check_http),
+	/* every type */
+	KSTR("ca_file", PV, ca_file),
+	/* http: the answer's JSON field (dotted path) holding the provider's message id */
+	KSTR("message_id_field", PV, message_id_field, .only = PT(CONF_PROV_HTTP)),
 	/* webhook */
 	KSTRS("secrets", PV, secrets, 1, 2, .only = PT(CONF_PROV_WEBHOOK), .flags = CONF_F_SECRET,
 	    .check = conf_check_secrets),
@@ -1042,6 +1046,7 @@ static const struct conf_key conf_chan_keys[] = {
 	KINT("workers_min", struct conf_channel, workers_min, 0, 256, 0),
 	KINT("workers_max", struct conf_channel, workers_max, 0, 256, 0),
 	KINT("rate", struct conf_channel, rate, 0, 1000000, 0),
+	KINT("in_flight", struct conf_channel, in_flight, 1, 65535, 1),
 	KBOOL("allow_private", struct conf_channel, allow_private, false, .only = PT(CONF_CH_WEBHOOK)),
 	KBOOL("tls_verify", struct conf_channel, tls_verify, true),
 	KLIST("providers", struct conf_channel, providers, nproviders, struct conf_provider,

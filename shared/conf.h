@@ -164,6 +164,8 @@ struct conf_provider {
 	char *team_id;               /* apns */
 	char *topic;                 /* apns */
 	struct conf_strlist secrets; /* webhook: 0-2 signing secrets, newest first */
+	char *ca_file;               /* CA bundle to verify the provider with; NULL: the system's */
+	char *message_id_field;      /* http: dotted path of the message id in a JSON answer */
 };
 
 struct conf_channel {
@@ -171,6 +173,7 @@ struct conf_channel {
 	int workers_min;             /* autoscale when workers_max > 0 */
 	int workers_max;
 	int rate;                    /* messages/second per provider host, 0 = no limit */
+	int in_flight;               /* deliveries a worker has sent and not yet recorded */
 	bool allow_private;          /* webhook only */
 	bool tls_verify;
 	struct conf_provider *providers;   /* failover order */

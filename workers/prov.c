@@ -290,6 +290,8 @@ struct prov_call *prov_call_new(const struct prov *p, long timeout_s, bool tls_v
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (timeout_s > 0 ? timeout_s : 10) * 1000L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, tls_verify ? 1L : 0L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, tls_verify ? 2L : 0L);
+	if (p->cp != NULL && p->cp->ca_file != NULL)
+		curl_easy_setopt(e, CURLOPT_CAINFO, p->cp->ca_file);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, prov_write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, prov_header_cb);

@@ -54,6 +54,10 @@ struct prov_result {
 	char message_id[256];        /* the provider's message id ("" when none) */
 	char detail[512];            /* why, for the audit row: "HTTP 503", "connect: refused",
 	                                "destination 10.0.0.7 is private" (no secrets, no bodies) */
+	bool suppress;               /* PROV_PERMANENT: the address itself is bad (an SMTP 5xx
+	                                for the recipient): the worker adds it to the suppressions */
+	bool unregistered;           /* PROV_PERMANENT: the device token is gone (FCM UNREGISTERED,
+	                                APNs 410): the worker removes the device */
 };
 
 /* One call in flight: the easy handle the worker runs, and what the provider keeps for it.
@@ -84,6 +88,10 @@ struct prov_ops {
 		struct prov_result *r);
 	/* finish - classify CALL, which ended with curl result RC, into R; frees CALL */
 	void (*finish)(struct prov *p, struct prov_call *call, CURLcode rc, struct prov_result *r);
+	/* accepts - whether this provider can deliver M at all (push: the device's platform,
+	 * "android" for fcm, "ios" for apns); NULL: every message. The worker skips providers
+	 * that do not accept a message when it picks one in failover order. */
+	bool (*accepts)(const struct prov *p, const struct prov_msg *m);
 	/* cleanup - release what init allocated */
 	void (*cleanup)(struct prov *p);
 };
