@@ -83,8 +83,9 @@ rmq_start() {
 		head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$r/home/.erlang.cookie"
 		chmod 400 "$r/home/.erlang.cookie"
 	fi
-	# max_message_size bounds what a consumer may have to read in one blocking call (STYLE pitfalls)
-	printf 'listeners.tcp.1 = 127.0.0.1:%s\nlog.console = false\nmax_message_size = 1048576\n' \
+	# max_message_size bounds what a consumer may have to read in one blocking call (STYLE pitfalls):
+	# 16 MiB, a few milliseconds on loopback, and room for the 10 MB poison message of t/faults.t
+	printf 'listeners.tcp.1 = 127.0.0.1:%s\nlog.console = false\nmax_message_size = 16777216\n' \
 		"$port" > "$r/rabbitmq.conf"
 	printf 'listeners.ssl.1 = 127.0.0.1:%s\nssl_options.%s\nssl_options.%s\nssl_options.%s\nssl_options.verify = verify_none\n' \
 		$((port + 4)) "cacertfile = $d/tls/ca.pem" "certfile = $d/tls/server.pem" "keyfile = $d/tls/server.key" \

@@ -36,9 +36,9 @@ wk_receiver --mode-file "$tmp/mode"
 
 p=flt$$
 rows=""
-# slow users (0.3 s an answer) keep the first run going through 10 s of kills; fast ones the rest
+# slow users (0.03 s an answer) keep the first run going through 10 s of kills; fast ones the rest
 for i in $(seq 0 19); do
-	rows="$rows,('${p}_$i', '$hook/ok?sleep=0.3&u=$i', 'UTC'),('${p}_f$i', '$hook/ok?sleep=0.02&u=f$i', 'UTC')"
+	rows="$rows,('${p}_$i', '$hook/ok?sleep=0.03&u=$i', 'UTC'),('${p}_f$i', '$hook/ok?sleep=0.02&u=f$i', 'UTC')"
 done
 sql "INSERT INTO users (user_id, webhook_url, timezone) VALUES ${rows#,},
 	('${p}_bad', '$hook/fail400?bad', 'UTC'), ('${p}_mode', '$hook/mode', 'UTC'),
@@ -56,7 +56,8 @@ fsend() {
 	"$send" --bulk "$tmp/$1.jsonl" > "$tmp/$1.out" || bail "herald-send refused batch $1"
 }
 # reconcile BATCH N KILLS WHAT - the checks after a fault (2 results): a kill may deliver again
-# what the killed process had in flight (at-least-once), so no message more than 1 + KILLS times
+# what the killed process had sent and not yet recorded, at most one delivery with the default
+# in_flight = 1 (SPEC §11), so at most KILLS duplicate deliveries in all
 reconcile() {
 	local fin done req dist aud most
 	wait_final "$1" "$2" 150
@@ -69,10 +70,11 @@ reconcile() {
 		sort | uniq -c | sort -rn | awk 'NR == 1 { print $1 + 0 } END { if (NR == 0) print 0 }')
 	echo "# $4: sent=$2 final=$fin done=$done delivered=$dist duplicates=$((req - dist)) most=$most parked=0 failed=$((fin - done))"
 	is "$fin/$done/$dist/$aud" "$2/$2/$2/$2" "$4: all $2 final and done, each delivered, one done audit row each"
-	ok "$([ "$most" -le $((1 + $3)) ]; echo $?)" \
-		"$4: $((req - dist)) duplicate deliveries, none delivered more than 1 + $3 times, all with the first webhook-id"
+	ok "$([ $((req - dist)) -le "$3" ] && [ "$most" -le $((1 + $3)) ]; echo $?)" \
+		"$4: $((req - dist)) duplicate deliveries (at most $3, one per kill), all with the first webhook-id"
 }
 
+MCONF_IN_FLIGHT=1    # heraldd's default: SPEC §11's one duplicate per kill
 mconf a 4 'retry = { tiers = [ 1, 2, 4 ]; };'
 mstart a || bail "heraldd did not start: $(cat "$tmp/a.log")"
 wait_running a 4 || bail "the workers did not start"
@@ -80,9 +82,10 @@ wait_running a 4 || bail "the workers did not start"
 # --- 1. SIGKILL a random worker every 200 ms for 10 s ----------------------------------------
 fsend k$p 2000 slow
 sleep 0.5
-kills=0
+kills=0 tries=0
 end=$((SECONDS + 10))
 while [ $SECONDS -lt $end ]; do
+	tries=$((tries + 1))
 	mapfile -t w < <(grep -o 'kind=webhook pid=[0-9]*' "$tmp/a.log" | cut -d= -f3 |
 		while read -r k; do kill -0 "$k" 2> /dev/null && echo "$k"; done)
 	if [ ${#w[@]} -gt 0 ]; then
@@ -90,7 +93,8 @@ while [ $SECONDS -lt $end ]; do
 	fi
 	sleep 0.2
 done
-ok "$([ $kills -ge 20 ]; echo $?)" "killed a worker $kills times in 10 s"
+# a try finds no live worker while the master's respawn backoff holds them back
+ok "$([ $kills -ge 10 ]; echo $?)" "killed a worker $kills times in 10 s ($tries tries, one every 200 ms)"
 reconcile "k$p" 2000 "$kills" "workers killed"
 
 # --- 2. SIGKILL the master mid-run, then start heraldd again -----------------------------------
@@ -140,16 +144,15 @@ t1=$(cat /proc/sys/kernel/random/uuid) t2=$(cat /proc/sys/kernel/random/uuid) t3
 pub() { amqp-publish -u "$HERALD_AMQP_URL" -e herald -r webhook -p "$@"; }
 pub -b 'not json at all' -H "x-herald-txid: $t1" -H "x-herald-client: guest"
 pub -b '{"v":1,"txid":"'"$t2"'","channel":"webhook"}' -H "x-herald-txid: $t2"
-# 1,000,000 bytes: the stack's broker refuses messages over 1 MiB (max_message_size), so a
-# bigger poison never reaches a queue
-head -c 1000000 /dev/zero | tr '\0' 'x' > "$tmp/big"
+# 10 MB of x (the stack's broker takes messages up to 16 MiB, its max_message_size)
+head -c 10000000 /dev/zero | tr '\0' 'x' > "$tmp/big"
 pub -H "x-herald-txid: $t3" < "$tmp/big"
 pub -b '{"oops":'
 fsend q$p 300
 for t in $t1 $t2 $t3; do wk_wait "$t" webhook 30 > /dev/null; done
 is "$(sql "SELECT COUNT(*) FROM notifications WHERE transaction_id IN ('$t1', '$t2', '$t3')
 	AND status = 'failed' AND detail LIKE '%undecodable%'")" 3 \
-	"poison with a readable transaction id (not JSON, wrong shape, 1 MB of x): failed, undecodable"
+	"poison with a readable transaction id (not JSON, wrong shape, 10 MB of x): failed, undecodable"
 reconcile "q$p" 300 0 "next to poison"
 mstop a; is $? 0 "heraldd stops with 0"
 parked=$("$peek" "$HERALD_AMQP_URL" herald.webhook.v1.parked 2> /dev/null | cut -c1-300)

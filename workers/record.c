@@ -21,6 +21,10 @@ enum {
 	Q_AUD,
 	Q_OUT,
 	Q_DEF,
+	Q_SUP,
+	Q_DEVGET,
+	Q_DEVSET,
+	Q_DEVDEL,
 	Q__N
 };
 
@@ -46,6 +50,21 @@ const struct db_stmt record_stmts[Q__N] = {
 	[Q_DEF] = { "record_deferred",
 		"INSERT INTO deferred_messages (notification_id, body, headers) VALUES (?, ?, ?) "
 		"ON DUPLICATE KEY UPDATE body = VALUES(body), headers = VALUES(headers)", true },
+	[Q_SUP] = { "record_suppress",
+		"INSERT IGNORE INTO suppressions (address, channel, reason, detail) "
+		"VALUES (?, ?, 'bounce', ?)", true },
+	[Q_DEVGET] = { "record_devices",
+		"SELECT d.token, d.outcome, d.provider_message_id FROM device_outcomes d "
+		"JOIN notifications n ON n.id = d.notification_id "
+		"WHERE n.transaction_id = ? AND n.channel = 'push'", true },
+	[Q_DEVSET] = { "record_device",
+		"INSERT INTO device_outcomes (notification_id, token, platform, outcome, attempt, "
+		"provider_message_id, detail) SELECT id, ?, ?, ?, ?, ?, ? FROM notifications "
+		"WHERE transaction_id = ? AND channel = 'push' ON DUPLICATE KEY UPDATE "
+		"outcome = VALUES(outcome), attempt = VALUES(attempt), "
+		"provider_message_id = VALUES(provider_message_id), detail = VALUES(detail)", true },
+	[Q_DEVDEL] = { "record_device_gone",
+		"DELETE FROM devices WHERE token = ?", true },
 };
 const size_t record_nstmts = Q__N;
 
@@ -211,6 +230,10 @@ static int record_one(struct db *db, int base, int admit_base, struct record *r,
 	    db_str(host), db_str(worker), db_i64(n->attempt), db_str(detail)));
 	if (rc < 0)
 		return rc;
+	if (r->suppress_address != NULL &&
+	    (rc = db_exec(db, base + Q_SUP, DB_ARGS(db_str(r->suppress_address),
+	    db_str(codec_channel_name(n->channel)), db_str(detail)))) < 0)
+		return rc;
 	if (strcmp(r->status, "deferred") == 0 && r->deferred_body != NULL &&
 	    (rc = db_exec(db, base + Q_DEF, DB_ARGS(db_i64(id),
 	    db_bin(r->deferred_body, r->deferred_len), db_str(r->deferred_headers)))) < 0)
@@ -288,4 +311,40 @@ again:
 	}
 	free(v);
 	return rc;
+}
+
+int record_devices_load(struct db *db, int base, const char *txid, struct record_device *d,
+	size_t n)
+{
+	int rc;
+	size_t i;
+
+	if ((rc = db_exec(db, base + Q_DEVGET, DB_ARGS(db_str(txid)))) < 0)
+		return rc;
+	while ((rc = db_fetch(db, base + Q_DEVGET)) == 1) {
+		const char *tok = db_col_str(db, base + Q_DEVGET, 0, NULL);
+		const char *out = db_col_str(db, base + Q_DEVGET, 1, NULL);
+		const char *mid = db_col_str(db, base + Q_DEVGET, 2, NULL);
+
+		for (i = 0; tok != NULL && out != NULL && i < n; i++)
+			if (strcmp(d[i].token, tok) == 0) {
+				snprintf(d[i].outcome, sizeof d[i].outcome, "%s", out);
+				snprintf(d[i].message_id, sizeof d[i].message_id, "%s",
+				    mid != NULL ? mid : "");
+			}
+	}
+	return rc < 0 ? rc : 0;
+}
+
+int record_device(struct db *db, int base, const char *txid, const struct record_device *d,
+	unsigned attempt, struct json_object *detail)
+{
+	int rc;
+
+	rc = db_exec(db, base + Q_DEVSET, DB_ARGS(db_str(d->token), db_str(d->platform),
+	    db_str(d->outcome), db_i64(attempt), d->message_id[0] ? db_str(d->message_id) : db_null(),
+	    db_str(record_json(detail)), db_str(txid)));
+	if (rc < 0 || strcmp(d->outcome, "unregistered") != 0)
+		return rc < 0 ? rc : 0;
+	return db_exec(db, base + Q_DEVDEL, DB_ARGS(db_str(d->token))) < 0 ? DB_ERR : 0;
 }

@@ -38,6 +38,8 @@ struct record {
 	size_t deferred_len;
 	const char *deferred_headers;    /* JSON object text of its AMQP headers, or NULL */
 	enum record_slots slots;
+	const char *suppress_address;    /* add this address of the channel to the suppressions
+	                                    (a permanent rejection of the address itself) */
 	/* out */
 	enum record_result result;
 	char previous[16];           /* the status before ("" none) */
@@ -61,5 +63,24 @@ int record_batch(struct db *db, int base, int admit_base, struct record *r, size
  * and runs the whole of it again; 0 or a DB_ error */
 int record_write(struct db *db, int base, int admit_base, struct record *r, size_t n,
 	const char *host, const char *worker, int64_t now);
+
+/* One push device's outcome for a transaction (SPEC §5): accepted, rejected, unregistered
+ * (final) or retry; "" when it has none yet. */
+struct record_device {
+	char platform[16];
+	char token[513];
+	char outcome[16];
+	char message_id[256];
+};
+
+/* record_devices_load - the outcomes recorded for TXID's push devices into the matching ones
+ * of D[0..N) (by token; others keep theirs); 0 or a DB_ error */
+int record_devices_load(struct db *db, int base, const char *txid, struct record_device *d,
+	size_t n);
+/* record_device - store D's outcome for TXID (autocommit, before the next device is sent, so a
+ * kill resends at most the device in flight); an unregistered device is removed from devices;
+ * 0 or a DB_ error */
+int record_device(struct db *db, int base, const char *txid, const struct record_device *d,
+	unsigned attempt, struct json_object *detail);
 
 #endif

@@ -2,14 +2,18 @@
  *
  * Everything runs on one libev loop. Messages the broker sent are taken as a batch: each is
  * decoded and admitted (§4 steps 1-7), then the batch's statuses (final ones and `ready`) are
- * written in one transaction, the final ones acked and the ready ones handed to the provider;
- * many deliveries are in flight at once on libcurl's multi interface, bounded by the prefetch.
- * Deliveries that end are recorded together (one transaction per burst) and then acked. Nothing
- * is acked before its status is committed; a database or broker failure leaves the messages
- * unacked and is retried with backoff (the broker redelivers what a lost connection held).
+ * written in one transaction, the final ones acked and the ready ones handed to the provider.
+ * Deliveries run on libcurl's multi interface; at most channels.CHANNEL.in_flight of them are
+ * sent and not yet recorded at any moment (default 1). Those are what a kill makes the next
+ * worker send again, so the bound is SPEC §11's "at most one duplicate per kill". Deliveries
+ * that end are recorded together (one transaction per burst, at once when others wait for the
+ * slot) and then acked. Nothing is acked before its status is committed; a database or broker
+ * failure leaves the messages unacked and is retried with backoff (the broker redelivers what a
+ * lost connection held).
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -44,6 +48,7 @@
 #define WORKER_FLUSH_DELAY 0.005     /* s: deliveries ending this close together share a commit */
 #define WORKER_OUTBOX_EVERY 1.0      /* s: drain what others (ledger, a dead worker) left */
 #define WORKER_OUTBOX_BATCH 500
+#define WORKER_OUTBOX_GAP 0.1        /* s: the least time between two drains after recordings */
 #define WORKER_BACKOFF_MAX 30
 
 struct worker;
@@ -60,8 +65,15 @@ struct job {
 	struct admit adm;
 	bool admitted;
 	struct rendered rnd;
-	char identity[TXID_LEN + 16];
+	char identity[TXID_LEN + 16 + sizeof ((struct record_device *)0)->token];
 	size_t prov;                     /* provider in use (failover index) */
+	/* push: one delivery per device, one after the other, each outcome stored before the
+	 * next is sent; devices accepted (or final) in an earlier attempt are not sent again */
+	struct record_device *devs;
+	size_t ndevs, dev;               /* how many; the one being sent */
+	bool devs_loaded;
+	struct prov_result transient;    /* push: the last transient device result (for the tier) */
+	char suppress[256];              /* the address the provider rejected (lower case); "" */
 	struct prov_result res;
 	const char *status;              /* to record */
 	struct json_object *detail;      /* owned */
@@ -94,6 +106,7 @@ struct worker {
 	size_t nprovs;
 	char host[256], name[64], queue[TOPOLOGY_NAME_MAX], parked[TOPOLOGY_NAME_MAX];
 	struct job_list incoming;        /* received, not yet admitted and recorded */
+	struct job_list pending;         /* ready recorded, waiting for an in-flight slot */
 	struct job_list ended;           /* deliveries ended, not yet recorded */
 	struct job_list waiting;         /* deliveries waiting for the rate limit (counted inflight) */
 	size_t inflight;                 /* deliveries running */
@@ -102,6 +115,7 @@ struct worker {
 	ev_timer outbox;
 	ev_timer grace;
 	ev_signal sigterm, sigint, sigusr1;
+	ev_tstamp outbox_at;             /* the last drain */
 	bool draining;
 	bool acked;                      /* the first ack was told to the master */
 	bool closing;                    /* tearing down: no failover, no new calls */
@@ -110,6 +124,10 @@ struct worker {
 };
 
 static void worker_start_delivery(struct job *j);
+static size_t worker_next_prov(struct job *j, size_t from);
+static bool worker_device_end(struct job *j);
+static void worker_device_decide(struct job *j);
+static void worker_pump(struct worker *w);
 
 /* list_add - append J to L */
 static void list_add(struct job_list *l, struct job *j)
@@ -162,6 +180,11 @@ static void job_reset(struct job *j)
 	j->message_id = NULL;
 	j->slots = RECORD_SLOTS_NONE;
 	j->requeue[0] = '\0';
+	free(j->devs);
+	j->devs = NULL;
+	j->ndevs = j->dev = 0;
+	j->devs_loaded = false;
+	j->suppress[0] = '\0';
 	free(j->requeue_body);
 	j->requeue_body = NULL;
 	j->requeue_retries = -1;
@@ -210,11 +233,17 @@ static void worker_arm_retry(struct worker *w)
 }
 
 /* worker_outbox - publish one round of pending events (the outbox worker takes a backlog: a
- * worker must not starve its deliveries, acks and signals on one); failures wait for the timer */
+ * worker must not starve its deliveries, acks and signals on one), at most every
+ * WORKER_OUTBOX_GAP s so recording one delivery at a time does not drain once per delivery;
+ * failures and what a gap leaves wait for the timer */
 static void worker_outbox(struct worker *w)
 {
-	if (mq_connected(w->mq))
-		outbox_drain(w->db, w->b_outbox, w->mq, WORKER_OUTBOX_BATCH);
+	ev_tstamp now = ev_now(w->loop);
+
+	if (!mq_connected(w->mq) || now - w->outbox_at < WORKER_OUTBOX_GAP)
+		return;
+	w->outbox_at = now;
+	outbox_drain(w->db, w->b_outbox, w->mq, WORKER_OUTBOX_BATCH);
 }
 
 /* worker_park - J goes to the parking queue as received */
@@ -313,6 +342,8 @@ static void worker_record_of(const struct job *j, struct record *r)
 	r->provider_message_id = j->message_id;
 	r->template_version = j->rnd.template_version;
 	r->slots = j->slots;
+	if (j->suppress[0] != '\0' && strcmp(j->status, "failed") == 0)
+		r->suppress_address = j->suppress;
 	if (strcmp(j->status, "deferred") == 0) {
 		r->deferred_until = j->adm.defer_until;
 		r->deferred_body = j->env->message.body.bytes;
@@ -434,11 +465,12 @@ static void worker_admit_batch(struct worker *w)
 	for (j = list; j != NULL; j = next) {
 		next = j->next;
 		if (j->status != NULL && strcmp(j->status, "ready") == 0) {
-			worker_start_delivery(j);
+			list_add(&w->pending, j);
 			continue;
 		}
 		job_ack(j);     /* ended, deferred, skipped (already final) or refused */
 	}
+	worker_pump(w);
 	worker_outbox(w);
 	return;
 later:
@@ -451,16 +483,44 @@ later:
 	worker_arm_retry(w);
 }
 
-/* worker_ended - J's delivery ended: queue it for the next recording */
+/* worker_slots_full - whether as many deliveries as channels.CHANNEL.in_flight are sent (or
+ * about to be) and not yet recorded */
+static bool worker_slots_full(const struct worker *w)
+{
+	return w->inflight + w->ended.n >= (size_t)w->conf->channels[w->ch].in_flight;
+}
+
+/* worker_pump - start waiting deliveries while in-flight slots are free */
+static void worker_pump(struct worker *w)
+{
+	struct job *j;
+
+	while (!w->draining && !w->closing && (j = w->pending.head) != NULL &&
+	    !worker_slots_full(w)) {
+		list_remove(&w->pending, j);
+		if (j->gen != mq_generation(w->mq))
+			job_free(j);     /* its connection was lost: the broker gives it out again */
+		else
+			worker_start_delivery(j);
+	}
+}
+
+/* worker_ended - J's delivery ended: queue it for the next recording, at once when deliveries
+ * wait for the slot it holds */
 static void worker_ended(struct job *j)
 {
 	struct worker *w = j->w;
+	bool now;
 
 	list_add(&w->ended, j);
-	if (!ev_is_active(&w->flush)) {
-		ev_timer_set(&w->flush, WORKER_FLUSH_DELAY, 0.);
-		ev_timer_start(w->loop, &w->flush);
+	now = w->pending.n > 0 && worker_slots_full(w);
+	if (ev_is_active(&w->flush)) {
+		if (!now)
+			return;
+		ev_timer_stop(w->loop, &w->flush);
 	}
+	ev_timer_set(&w->flush, now ? 0. : WORKER_FLUSH_DELAY, 0.);
+	ev_timer_start(w->loop, &w->flush);
 }
 
 /* worker_retry - J failed transiently on every provider: plan its next attempt through a delay
@@ -521,7 +581,17 @@ static bool worker_outcome(struct job *j)
 	struct json_object *d;
 
 	json_object_put(j->detail);
+	j->detail = NULL;
 	j->provider = w->provs[j->prov].name;
+	if (r->outcome == PROV_TRANSIENT && worker_next_prov(j, j->prov + 1) < w->nprovs &&
+	    !w->closing) {
+		log_info("event=failover txid=%s channel=%s provider=%s err=\"%s\"", j->note->txid,
+		    codec_channel_name(j->note->channel), j->provider, r->detail);
+		j->prov = worker_next_prov(j, j->prov + 1);
+		return false;
+	}
+	if (j->devs != NULL)
+		return worker_device_end(j);
 	if (r->outcome == PROV_ACCEPTED) {
 		j->status = "done";
 		j->message_id = r->message_id[0] ? r->message_id : NULL;
@@ -539,13 +609,6 @@ static bool worker_outcome(struct job *j)
 		j->slots = RECORD_SLOTS_KEEP;
 		return true;
 	}
-	if (r->outcome == PROV_TRANSIENT && j->prov + 1 < w->nprovs && !w->closing) {
-		log_info("event=failover txid=%s channel=%s provider=%s err=\"%s\"", j->note->txid,
-		    codec_channel_name(j->note->channel), j->provider, r->detail);
-		j->detail = NULL;
-		j->prov++;
-		return false;
-	}
 	if (r->outcome == PROV_TRANSIENT && worker_retry(j))
 		return true;
 	j->status = "failed";
@@ -562,6 +625,14 @@ static bool worker_outcome(struct job *j)
 	j->slots = RECORD_SLOTS_RELEASE;
 	if (r->outcome == PROV_TRANSIENT)
 		worker_park(j);
+	if (r->outcome == PROV_PERMANENT && r->suppress && j->adm.address != NULL) {
+		size_t i;
+
+		/* suppressions hold email addresses in lower case (admit.c) */
+		for (i = 0; j->adm.address[i] != '\0' && i + 1 < sizeof j->suppress; i++)
+			j->suppress[i] = (char)tolower((unsigned char)j->adm.address[i]);
+		j->suppress[i] = '\0';
+	}
 	return true;
 }
 
@@ -642,29 +713,234 @@ static bool worker_rate_wait(struct job *j, const struct prov *p, int64_t now)
 	return true;
 }
 
-/* worker_start_delivery - hand J to its current provider */
+/* worker_msg - what J's current delivery sends (push: to its current device) into M */
+static void worker_msg(struct job *j, struct prov_msg *m)
+{
+	const struct worker *w = j->w;
+
+	memset(m, 0, sizeof *m);
+	m->note = j->note;
+	m->address = j->adm.address;
+	m->push_platform = j->note->push_platform;
+	if (j->devs != NULL && j->dev < j->ndevs) {
+		m->address = j->devs[j->dev].token;
+		m->push_platform = j->devs[j->dev].platform;
+		snprintf(j->identity, sizeof j->identity, "%s:%s:%s", j->note->txid,
+		    codec_channel_name(j->note->channel), j->devs[j->dev].token);
+	} else {
+		snprintf(j->identity, sizeof j->identity, "%s:%s", j->note->txid,
+		    codec_channel_name(j->note->channel));
+	}
+	m->subject = j->rnd.subject;
+	m->text = j->rnd.text;
+	m->html = j->rnd.html;
+	m->extra = j->rnd.extra;
+	m->client = j->note->client_id != NULL ?
+	    conf_client_find(w->conf, j->note->client_id) : NULL;
+	m->identity = j->identity;
+	m->now = rfc3339_now();
+}
+
+/* worker_next_prov - the first provider from FROM on (failover order) that accepts J's current
+ * delivery (push: its device's platform); w->nprovs when none */
+static size_t worker_next_prov(struct job *j, size_t from)
+{
+	const struct worker *w = j->w;
+	struct prov_msg m;
+	size_t i;
+
+	worker_msg(j, &m);
+	for (i = from; i < w->nprovs; i++)
+		if (w->provs[i].ops->accepts == NULL || w->provs[i].ops->accepts(&w->provs[i], &m))
+			return i;
+	return w->nprovs;
+}
+
+/* worker_devices - push: J's devices with the outcomes earlier attempts stored (j->devs stays
+ * NULL when out of memory) */
+static void worker_devices(struct job *j)
+{
+	struct worker *w = j->w;
+	size_t i;
+
+	if ((j->devs = calloc(j->adm.ndevices ? j->adm.ndevices : 1, sizeof *j->devs)) == NULL) {
+		log_error("event=oom what=devices txid=%s", j->note->txid);
+		return;
+	}
+	j->ndevs = j->adm.ndevices;
+	for (i = 0; i < j->ndevs; i++) {
+		snprintf(j->devs[i].platform, sizeof j->devs[i].platform, "%s",
+		    j->adm.devices[i].platform);
+		snprintf(j->devs[i].token, sizeof j->devs[i].token, "%s", j->adm.devices[i].token);
+	}
+	if (record_devices_load(w->db, w->b_record, j->note->txid, j->devs, j->ndevs) < 0)
+		log_warnx("event=device_outcomes_unread txid=%s err=\"%s\" note=\"earlier accepted "
+		    "devices may be sent again\"", j->note->txid, db_error(w->db));
+	j->dev = 0;
+	j->devs_loaded = true;
+}
+
+/* worker_device_final - whether device outcome O ends that device */
+static bool worker_device_final(const char *o)
+{
+	return strcmp(o, "accepted") == 0 || strcmp(o, "rejected") == 0 ||
+	    strcmp(o, "unregistered") == 0;
+}
+
+/* worker_device_end - push: the current device's result (after failover) is in J->res: store
+ * it before the next device is sent and go on with the next; false (start the next delivery)
+ * until every device has an outcome, then true with J's status decided */
+static bool worker_device_end(struct job *j)
+{
+	struct worker *w = j->w;
+	struct record_device *d = &j->devs[j->dev];
+	const struct prov_result *r = &j->res;
+	struct json_object *det = json_object_new_object();
+
+	snprintf(d->outcome, sizeof d->outcome, "%s", r->outcome == PROV_ACCEPTED ? "accepted" :
+	    r->outcome == PROV_TRANSIENT ? "retry" : r->unregistered ? "unregistered" : "rejected");
+	snprintf(d->message_id, sizeof d->message_id, "%s",
+	    r->outcome == PROV_ACCEPTED ? r->message_id : "");
+	json_object_object_add(det, "provider", json_object_new_string(j->provider));
+	if (r->http_status)
+		json_object_object_add(det, "http_status", json_object_new_int((int)r->http_status));
+	if (r->detail[0])
+		json_object_object_add(det, "error", json_object_new_string(r->detail));
+	if (record_device(w->db, w->b_record, j->note->txid, d, j->note->attempt, det) < 0)
+		log_warnx("event=device_outcome_unstored txid=%s outcome=%s err=\"%s\"",
+		    j->note->txid, d->outcome, db_error(w->db));
+	json_object_put(det);
+	log_info("event=device txid=%s platform=%s outcome=%s provider=%s%s%s", j->note->txid,
+	    d->platform, d->outcome, j->provider, r->detail[0] ? " err=" : "",
+	    r->detail[0] ? r->detail : "");
+	if (r->outcome == PROV_TRANSIENT)
+		j->transient = *r;
+	j->dev++;
+	j->prov = 0;
+	while (j->dev < j->ndevs && worker_device_final(j->devs[j->dev].outcome))
+		j->dev++;
+	if (j->dev < j->ndevs)
+		return false;
+	worker_device_decide(j);
+	return true;
+}
+
+/* worker_device_decide - push: every device of J has an outcome; J's status from them (SPEC
+ * §5): a retry tier while some wait for one, else done when one accepted, else failed */
+static void worker_device_decide(struct job *j)
+{
+	struct json_object *det;
+	size_t i, acc = 0, rej = 0, gone = 0, again = 0;
+	const char *mid = NULL;
+
+	json_object_put(j->detail);
+	j->detail = NULL;
+	for (i = 0; i < j->ndevs; i++) {
+		const char *o = j->devs[i].outcome;
+
+		if (strcmp(o, "accepted") == 0) {
+			acc++;
+			if (mid == NULL && j->devs[i].message_id[0])
+				mid = j->devs[i].message_id;
+		} else if (strcmp(o, "unregistered") == 0) {
+			gone++;
+		} else if (strcmp(o, "rejected") == 0) {
+			rej++;
+		} else {
+			again++;
+		}
+	}
+	det = json_object_new_object();
+	json_object_object_add(det, "accepted", json_object_new_int((int)acc));
+	json_object_object_add(det, "rejected", json_object_new_int((int)rej));
+	json_object_object_add(det, "unregistered", json_object_new_int((int)gone));
+	json_object_object_add(det, "retry", json_object_new_int((int)again));
+	if (again > 0) {
+		j->res = j->transient;
+		if (worker_retry(j)) {
+			json_object_object_add(j->detail, "devices", det);
+			return;
+		}
+	}
+	if (acc > 0) {
+		j->status = "done";
+		if (mid != NULL) {
+			snprintf(j->res.message_id, sizeof j->res.message_id, "%s", mid);
+			j->message_id = j->res.message_id;
+		}
+		j->detail = json_object_new_object();
+		json_object_object_add(j->detail, "provider", json_object_new_string(j->provider));
+		if (mid != NULL)
+			json_object_object_add(j->detail, "provider_message_id",
+			    json_object_new_string(mid));
+		j->slots = RECORD_SLOTS_KEEP;
+	} else {
+		j->status = "failed";
+		j->detail = worker_detail(again > 0 ? "retries exhausted" :
+		    gone + rej > 0 ? "permanent" : "no device", again > 0 ? j->transient.detail :
+		    NULL);
+		json_object_object_add(j->detail, "provider", json_object_new_string(j->provider));
+		if (again > 0) {
+			json_object_object_add(j->detail, "attempts",
+			    json_object_new_int((int)j->note->attempt));
+			worker_park(j);
+		}
+		j->slots = RECORD_SLOTS_RELEASE;
+	}
+	json_object_object_add(j->detail, "devices", det);
+	if (j->rnd.template_version)
+		json_object_object_add(j->detail, "template_version",
+		    json_object_new_int((int)j->rnd.template_version));
+}
+
+/* worker_start_delivery - hand J to its current provider (push: its next device) */
 static void worker_start_delivery(struct job *j)
 {
 	struct worker *w = j->w;
-	struct prov *p = &w->provs[j->prov];
+	struct prov *p;
 	struct prov_call *call = NULL;
 	struct prov_msg m;
 
-	memset(&m, 0, sizeof m);
-	snprintf(j->identity, sizeof j->identity, "%s:%s", j->note->txid,
-	    codec_channel_name(j->note->channel));
-	m.note = j->note;
-	m.address = j->adm.address;
-	m.push_platform = j->note->push_platform;
-	m.subject = j->rnd.subject;
-	m.text = j->rnd.text;
-	m.html = j->rnd.html;
-	m.extra = j->rnd.extra;
-	m.client = j->note->client_id != NULL ? conf_client_find(w->conf, j->note->client_id) : NULL;
-	m.identity = j->identity;
-	m.now = rfc3339_now();
+	if (j->note->channel == CODEC_CH_PUSH && j->adm.address == NULL) {
+		if (!j->devs_loaded)
+			worker_devices(j);
+		while (j->devs != NULL && j->dev < j->ndevs &&
+		    worker_device_final(j->devs[j->dev].outcome))
+			j->dev++;            /* settled by an earlier attempt */
+		if (j->devs == NULL || j->dev == j->ndevs) {
+			memset(&j->res, 0, sizeof j->res);
+			if (j->devs == NULL) {
+				j->res.outcome = PROV_TRANSIENT;
+				snprintf(j->res.detail, sizeof j->res.detail, "out of memory");
+				if (worker_outcome(j))
+					worker_ended(j);
+				return;
+			}
+			/* nothing left to send: decide from the stored outcomes */
+			j->provider = w->provs[0].name;
+			worker_device_decide(j);
+			worker_ended(j);
+			return;
+		}
+	}
+	j->prov = worker_next_prov(j, j->prov);
 	memset(&j->res, 0, sizeof j->res);
 	j->res.retry_after = -1;
+	if (j->prov == w->nprovs) {
+		/* no provider of the channel takes this (a push platform none serves) */
+		j->prov = 0;
+		j->provider = w->provs[0].name;
+		j->res.outcome = PROV_PERMANENT;
+		snprintf(j->res.detail, sizeof j->res.detail, "no provider for platform %s",
+		    j->devs != NULL ? j->devs[j->dev].platform : "-");
+		if (j->devs != NULL ? worker_device_end(j) : worker_outcome(j))
+			worker_ended(j);
+		else
+			worker_start_delivery(j);
+		return;
+	}
+	p = &w->provs[j->prov];
+	worker_msg(j, &m);
 	if (!worker_paused(j, p, m.now) && worker_rate_wait(j, p, m.now))
 		return;
 	if (j->res.http_status == 429 || p->ops->start(p, &m, &call, &j->res) < 0) {
@@ -717,6 +993,7 @@ static void worker_flush_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		next = j->next;
 		job_ack(j);
 	}
+	worker_pump(w);
 	worker_outbox(w);
 	worker_check_drained(w);
 }
@@ -735,6 +1012,7 @@ static void worker_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	if (w->ended.n > 0)
 		worker_flush_cb(loop, &w->flush, 0);
 	worker_admit_batch(w);
+	worker_pump(w);
 	worker_check_drained(w);
 }
 
@@ -804,8 +1082,12 @@ static void worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 	log_info("event=draining signal=%d inflight=%zu", s->signum, w->inflight);
 	w->draining = true;
 	mq_stop(w->mq);
-	/* received but not started: left unacked, the broker requeues them on close */
+	/* received or ready but not started: left unacked, the broker requeues them on close */
 	for (j = list_take(&w->incoming); j != NULL; j = next) {
+		next = j->next;
+		job_free(j);
+	}
+	for (j = list_take(&w->pending); j != NULL; j = next) {
 		next = j->next;
 		job_free(j);
 	}
@@ -849,6 +1131,7 @@ int worker_main(const struct conf *c, int ch)
 	w.ch = ch;
 	w.exit_code = EX_OK;
 	w.incoming.tail = &w.incoming.head;
+	w.pending.tail = &w.pending.head;
 	w.ended.tail = &w.ended.head;
 	w.waiting.tail = &w.waiting.head;
 	if (gethostname(w.host, sizeof w.host) < 0)
@@ -915,6 +1198,10 @@ out:
 		struct job *j, *next;
 
 		for (j = list_take(&w.incoming); j != NULL; j = next) {
+			next = j->next;
+			job_free(j);
+		}
+		for (j = list_take(&w.pending); j != NULL; j = next) {
 			next = j->next;
 			job_free(j);
 		}

@@ -8,13 +8,14 @@
 # hooks BATCH                  "requests/distinct webhook-ids" the receiver got for BATCH
 # bulk BATCH N USERS [EXTRA_JSON]          send N notifications over users ${p}_0..USERS-1
 # mconf NAME WORKERS [EXTRA] - a master config: control socket $tmp/NAME.sock, webhook workers
-# (their calls time out after $MCONF_TIMEOUT s, default 30)
+# (their calls time out after $MCONF_TIMEOUT s, default 30; $MCONF_IN_FLIGHT deliveries in flight
+# per worker, default 20: these tests are about processes, t/faults.t sets 1, the default)
 mconf() {
 	cat > "$tmp/$1.conf" <<EOF
 broker = { prefetch = 20; };
 log = { level = "info"; };
 heraldd = { control = "$tmp/$1.sock"; grace = 5; respawn_backoff_max = 2; };
-channels = { webhook = { workers = $2; allow_private = true;
+channels = { webhook = { workers = $2; allow_private = true; in_flight = ${MCONF_IN_FLIGHT:-20};
 	providers = ( { name = "hooks"; type = "webhook"; timeout = ${MCONF_TIMEOUT:-30}; } ); }; };
 ${3:-}
 EOF
