@@ -99,5 +99,6 @@ int status_history_cmd(const char *conf, int argc, char **argv);
 int workers_cmd(const char *conf, int argc, char **argv);     /* talks to heraldd, not MySQL */
 int cancel_cmd(const char *conf, int argc, char **argv);
 int parked_cmd(const char *conf, int argc, char **argv);      /* the broker, and MySQL */
+int template_cmd(const char *conf, int argc, char **argv);
 
 #endif

@@ -26,14 +26,15 @@ static const char heraldctl_usage[] =
 	"  history USER [--limit N] [--since T] [--batch B]   JSON Lines, newest first\n"
 	"  user add USER [--email E] [--phone P] [--timezone Z] ... | user add --json RECORD\n"
 	"  user show USER | user import FILE|- | user delete USER [--erase-history]\n"
-	"  prefs get USER | prefs set USER KEY=true|false|default...\n"
+	"  prefs get USER | prefs set USER KEY=true|false|default... | prefs apply-token TOKEN\n"
 	"  pause USER [--until T]      unpause USER\n"
 	"  caps get [--client C]       caps set [--client C] [--quota] CHANNEL=N|none|default...\n"
 	"  suppress list [--channel CH] | suppress add|remove ADDRESS [--channel CH]\n"
 	"  workers [CHANNEL N] [--socket PATH]   heraldd's workers per channel; set N live\n"
 	"  cancel TXID | cancel --batch B   end what is queued or deferred as cancelled\n"
 	"  parked list|replay|drop CHANNEL [--txid T] [--limit N]   the parking queue\n"
-	"  (not yet implemented: template, stats, purge)\n"
+	"  template add|show|list|test NAME --channel CH ...   stored templates, versioned\n"
+	"  (not yet implemented: stats, purge)\n"
 	"\n"
 	"  COMMAND --help shows a command's options; man heraldctl says more.\n"
 	"\n"
@@ -46,7 +47,7 @@ static const char heraldctl_usage[] =
 	"HERALD_SQL_DIR (migrations; default " HERALD_SQL_DIR ").\n";
 
 static const char *const heraldctl_later[] = {
-	"template", "stats", "purge", NULL
+	"stats", "purge", NULL
 };
 
 /* The implemented commands and the function that runs each. */
@@ -66,6 +67,7 @@ static const struct {
 	{ "workers", workers_cmd },
 	{ "cancel", cancel_cmd },
 	{ "parked", parked_cmd },
+	{ "template", template_cmd },
 };
 
 /* ctl_mysql_url - the MySQL URL and timeouts for CONF (the -c file, may be NULL) into OUT and

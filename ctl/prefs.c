@@ -1,8 +1,12 @@
-/* prefs - "heraldctl prefs get|set", "pause", "unpause" (SPEC §4 step 4, §8)
+/* prefs - "heraldctl prefs get|set|apply-token", "pause", "unpause" (SPEC §4 step 4, §5, §8)
  *
  * A preference key is CHANNEL, CATEGORY (one configured in the config file) or
  * CATEGORY.CHANNEL; a missing key is on. "key=default" deletes the row, so the default
  * applies again. Pause is users.paused_until: '9999-12-31 23:59:59' until unpaused.
+ * apply-token verifies an unsubscribe token (shared/unsub.h, the List-Unsubscribe link of an
+ * email) with unsubscribe.secret and turns the token's CATEGORY off for its user; a
+ * CATEGORY.email row that is on would still win for email (the most specific key wins), so
+ * it is turned off too: the link came in an email, and after it no such email may be sent.
  */
 #include "config.h"
 
@@ -17,12 +21,13 @@
 #include "ctl.h"
 #include "db.h"
 #include "rfc3339.h"
+#include "unsub.h"
 
 #define PREFS_KEY_MAX 64                          /* preferences.pref_key */
 #define PREFS_FOREVER 253402300799000000LL        /* 9999-12-31 23:59:59 UTC */
 #define PREFS_TRIES 3
 
-enum { P_USER, P_LIST, P_PUT, P_DEL, P_PAUSE, P__N };
+enum { P_USER, P_LIST, P_PUT, P_DEL, P_PAUSE, P_OFF, P__N };
 
 static const struct db_stmt prefs_stmts[P__N] = {
 	[P_USER] = { "prefs_user", "SELECT paused_until FROM users WHERE user_id = ? FOR UPDATE" },
@@ -33,12 +38,16 @@ static const struct db_stmt prefs_stmts[P__N] = {
 		" ON DUPLICATE KEY UPDATE enabled = ?", true },
 	[P_DEL] = { "prefs_del", "DELETE FROM preferences WHERE user_id = ? AND pref_key = ?", true },
 	[P_PAUSE] = { "prefs_pause", "UPDATE users SET paused_until = ? WHERE user_id = ?", true },
+	[P_OFF] = { "prefs_off",
+		"UPDATE preferences SET enabled = 0 WHERE user_id = ? AND pref_key = ?", true },
 };
 
 static const char prefs_usage[] =
 	"usage: heraldctl prefs get USER\n"
 	"       heraldctl prefs set USER KEY=true|false|on|off|default...\n"
 	"         KEY: CHANNEL (email, sms, push, webhook), CATEGORY or CATEGORY.CHANNEL\n"
+	"       heraldctl prefs apply-token TOKEN\n"
+	"         TOKEN: from an email's List-Unsubscribe link; turns its category off\n"
 	"       heraldctl pause USER [--until RFC3339]\n"
 	"       heraldctl unpause USER\n";
 
@@ -81,12 +90,13 @@ static int prefs_user(struct db *db, const char *id)
 	return db_fetch(db, P_USER);
 }
 
-/* prefs_print - print user ID's preferences as one JSON object */
-static int prefs_print(struct db *db, const char *id)
+/* prefs_object - user ID's preferences as one JSON object into *OUT; 0 or a DB_ error */
+static int prefs_object(struct db *db, const char *id, struct json_object **out)
 {
 	struct json_object *o;
 	int rc;
 
+	*out = NULL;
 	if ((rc = db_exec(db, P_LIST, DB_ARGS(db_str(id)))) != 0)
 		return rc;
 	o = json_object_new_object();
@@ -97,6 +107,18 @@ static int prefs_print(struct db *db, const char *id)
 		json_object_put(o);
 		return rc;
 	}
+	*out = o;
+	return 0;
+}
+
+/* prefs_print - print user ID's preferences as one JSON object */
+static int prefs_print(struct db *db, const char *id)
+{
+	struct json_object *o;
+	int rc;
+
+	if ((rc = prefs_object(db, id, &o)) != 0)
+		return rc;
 	ctl_print(o);
 	return 0;
 }
@@ -240,6 +262,93 @@ out:
 	return rc;
 }
 
+/* prefs_token_once - turn KEY (a category) off for ID, and KEY.email where a row has it, in
+ * one transaction; 1 done, 0 no such user, or a DB_ error */
+static int prefs_token_once(struct db *db, const char *id, const char *key)
+{
+	char email_key[PREFS_KEY_MAX + 8];
+	int rc;
+
+	snprintf(email_key, sizeof(email_key), "%s.email", key);
+	if ((rc = db_begin(db)) != 0)
+		return rc;
+	if ((rc = prefs_user(db, id)) != 1)
+		goto out;
+	if ((rc = db_exec(db, P_PUT, DB_ARGS(db_str(id), db_str(key), db_i64(0), db_i64(0)))) != 0)
+		goto out;
+	if (strlen(email_key) <= PREFS_KEY_MAX &&
+	    (rc = db_exec(db, P_OFF, DB_ARGS(db_str(id), db_str(email_key)))) != 0)
+		goto out;
+	return (rc = db_commit(db)) == 0 ? 1 : rc;
+out:
+	db_rollback(db);
+	return rc;
+}
+
+/* prefs_apply_token - "prefs apply-token TOKEN": verify TOKEN with unsubscribe.secret, turn its
+ * category off for its user and print {"user_id","category","preferences"}; a bad, forged or
+ * expired token changes nothing (exit 1) */
+static int prefs_apply_token(const char *conf, int argc, char **argv)
+{
+	const char *cmd = "prefs apply-token", *pos[1];
+	struct json_object *o = NULL, *prefs = NULL;
+	struct unsub_claim claim;
+	struct conf c = { 0 };
+	struct db *db = NULL;
+	char why[160];
+	int np = 0, rc, tries;
+
+	if ((rc = ctl_args(cmd, prefs_usage, argc, argv, NULL, pos, 1, &np)) != 0)
+		return rc == CTL_HELP ? EX_OK : rc;
+	if (np == 0)
+		return ctl_usage(cmd, prefs_usage, "TOKEN is required");
+	if ((rc = ctl_conf(conf, &c)) != 0)
+		return rc;
+	if (c.unsubscribe.secret == NULL || c.unsubscribe.secret[0] == '\0') {
+		fprintf(stderr, "heraldctl %s: unsubscribe.secret is not set in %s: no token can be"
+		    " verified\n", cmd, c.path != NULL ? c.path : "the config");
+		rc = EX_CONFIG;
+		goto out;
+	}
+	if ((rc = unsub_check(c.unsubscribe.secret, pos[0], rfc3339_now() / 1000000, &claim)) !=
+	    UNSUB_OK) {
+		fprintf(stderr, "heraldctl %s: token refused: %s\n", cmd, unsub_strerror(rc));
+		rc = 1;
+		goto out;
+	}
+	if (prefs_key_check(&c, claim.category, why, sizeof(why)) != 0 ||
+	    strchr(claim.category, '.') != NULL || conf_channel_parse(claim.category) >= 0) {
+		fprintf(stderr, "heraldctl %s: token category '%s' is not a configured category\n",
+		    cmd, claim.category);
+		rc = 1;
+		goto out;
+	}
+	if ((rc = ctl_db_open(conf, prefs_stmts, P__N, &db)) != 0)
+		goto out;
+	for (tries = 0; tries < PREFS_TRIES; tries++)
+		if ((rc = prefs_token_once(db, claim.user, claim.category)) != DB_ERETRY)
+			break;
+	if (rc == 0) {
+		rc = prefs_missing(cmd, claim.user);
+	} else if (rc < 0) {
+		rc = ctl_db_fail(db, rc);
+	} else if ((rc = prefs_object(db, claim.user, &prefs)) != 0) {
+		rc = ctl_db_fail(db, rc);
+	} else {
+		o = json_object_new_object();
+		json_object_object_add(o, "user_id", json_object_new_string(claim.user));
+		json_object_object_add(o, "category", json_object_new_string(claim.category));
+		json_object_object_add(o, "unsubscribed", json_object_new_boolean(1));
+		json_object_object_add(o, "preferences", prefs);
+		ctl_print(o);
+		rc = 0;
+	}
+out:
+	db_close(db);
+	conf_free(&c);
+	return rc;
+}
+
 /* prefs_pause_cmd - "pause USER [--until T]" and "unpause USER" */
 int prefs_pause_cmd(const char *conf, int argc, char **argv)
 {
@@ -277,15 +386,18 @@ int prefs_pause_cmd(const char *conf, int argc, char **argv)
 	return rc;
 }
 
-/* prefs_cmd - "heraldctl prefs get|set" */
+/* prefs_cmd - "heraldctl prefs get|set|apply-token" */
 int prefs_cmd(const char *conf, int argc, char **argv)
 {
 	if (argc < 2)
-		return ctl_usage("prefs", prefs_usage, "a subcommand is required (get or set)");
+		return ctl_usage("prefs", prefs_usage,
+		    "a subcommand is required (get, set or apply-token)");
 	if (strcmp(argv[1], "get") == 0)
 		return prefs_get(conf, argc - 2, argv + 2);
 	if (strcmp(argv[1], "set") == 0)
 		return prefs_set(conf, argc - 1, argv + 1);
+	if (strcmp(argv[1], "apply-token") == 0)
+		return prefs_apply_token(conf, argc - 2, argv + 2);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		fputs(prefs_usage, stdout);
 		return EX_OK;

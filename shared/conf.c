@@ -1018,8 +1018,7 @@ static const struct conf_key conf_provider_keys[] = {
 	/* fcm */
 	KSTR("service_account_file", PV, service_account_file, .only = PT(CONF_PROV_FCM),
 	    .flags = CONF_F_REQ),
-	KSTR("token_url", PV, token_url, .only = PT(CONF_PROV_FCM),
-	    .defs = "https://oauth2.googleapis.com/token", .check = conf_check_http),
+	KSTR("token_url", PV, token_url, .only = PT(CONF_PROV_FCM), .check = conf_check_http),
 	KSTR("project_id", PV, project_id, .only = PT(CONF_PROV_FCM)),
 	KSTR("url", PV, url, .only = PT(CONF_PROV_FCM), .defs = "https://fcm.googleapis.com",
 	    .check = conf_check_http),

@@ -201,8 +201,7 @@ is "$out" "providers=2 first:webhook second:webhook" "prov_open: providers in fa
 wsend nosig -O webhook
 is "$out" "providers=1 webhook:webhook" "prov_open: the built-in default"
 wsend email -O email
-is "$rc/$out" "1/error=channels.email.providers[0]: provider type smtp not built yet" \
-	"prov_open: a type not built yet is a clear error"
+is "$rc/$out" "0/providers=1 smtp:smtp" "prov_open: another channel's provider type"
 wsend nosig -O sms
 is "$rc/$out" "0/providers=0" "prov_open: a channel without providers has none"
 

@@ -35,6 +35,10 @@ struct prov_call_int {
 
 /* The ops table of each provider type; NULL: not built yet. */
 static const struct prov_ops *const prov_types[CONF_PROV_TYPES] = {
+	[CONF_PROV_SMTP] = &prov_smtp_ops,
+	[CONF_PROV_HTTP] = &prov_http_ops,
+	[CONF_PROV_FCM] = &prov_fcm_ops,
+	[CONF_PROV_APNS] = &prov_apns_ops,
 	[CONF_PROV_WEBHOOK] = &prov_webhook_ops,
 };
 
@@ -384,4 +388,37 @@ void prov_http_outcome(const struct prov_call *call, CURLcode rc, struct prov_re
 		r->outcome = PROV_PERMANENT;
 		snprintf(r->detail, sizeof r->detail, "HTTP %ld%s", status, snip);
 	}
+}
+
+bool prov_url_ok(const char *u)
+{
+	CURLU *h = curl_url();
+	char *scheme = NULL;
+	bool ok = false;
+
+	if (h == NULL)
+		return false;
+	if (curl_url_set(h, CURLUPART_URL, u, 0) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK)
+		ok = strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0;
+	curl_free(scheme);
+	curl_url_cleanup(h);
+	return ok;
+}
+
+int prov_fail(struct prov_result *r, enum prov_outcome outcome, const char *detail)
+{
+	r->outcome = outcome;
+	snprintf(r->detail, sizeof r->detail, "%s", detail);
+	return -1;
+}
+
+int prov_header(struct prov_call *call, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(call->headers, line);
+
+	if (l == NULL)
+		return -1;
+	call->headers = l;
+	return 0;
 }

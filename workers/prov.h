@@ -106,6 +106,10 @@ struct prov {
 };
 
 /* The providers, one file each; prov.c maps a conf_prov_type to its table. */
+extern const struct prov_ops prov_smtp_ops;
+extern const struct prov_ops prov_http_ops;
+extern const struct prov_ops prov_fcm_ops;
+extern const struct prov_ops prov_apns_ops;
 extern const struct prov_ops prov_webhook_ops;
 
 /* prov_open - the providers of channel CH in failover order into *OUT (*N of them), each
@@ -136,6 +140,13 @@ bool prov_addr_private(const struct sockaddr *sa);
 /* prov_retry_after_parse - a Retry-After value V (delay-seconds or HTTP-date) as seconds from
  * NOW (0 for a date in the past, capped at a day); -1 when V is neither */
 int prov_retry_after_parse(const char *v, time_t now);
+
+/* prov_url_ok - whether U is an absolute http(s) URL libcurl can parse */
+bool prov_url_ok(const char *u);
+/* prov_fail - a refusal before sending (for start()): OUTCOME with DETAIL into R; -1 */
+int prov_fail(struct prov_result *r, enum prov_outcome outcome, const char *detail);
+/* prov_header - append the header LINE ("Name: value") to CALL's list; 0, or -1 on ENOMEM */
+int prov_header(struct prov_call *call, const char *line);
 
 /* Standard Webhooks signing (prov_webhook.c). */
 

@@ -175,23 +175,6 @@ static char *webhook_body(const struct prov_msg *m)
 	return body;
 }
 
-/* webhook_url_ok - whether U is an absolute http(s) URL libcurl can parse */
-static bool webhook_url_ok(const char *u)
-{
-	CURLU *h = curl_url();
-	char *scheme = NULL;
-	bool ok = false;
-
-	if (h == NULL)
-		return false;
-	if (curl_url_set(h, CURLUPART_URL, u, 0) == CURLUE_OK &&
-	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK)
-		ok = strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0;
-	curl_free(scheme);
-	curl_url_cleanup(h);
-	return ok;
-}
-
 /* webhook_token_ok - S is non-empty printable ASCII without spaces (safe in a header) */
 static bool webhook_token_ok(const char *s)
 {
@@ -201,25 +184,6 @@ static bool webhook_token_ok(const char *s)
 		if (*s <= 0x20 || *s >= 0x7f)
 			return false;
 	return true;
-}
-
-/* webhook_fail - a refusal before sending: OUTCOME with DETAIL into R */
-static int webhook_fail(struct prov_result *r, enum prov_outcome outcome, const char *detail)
-{
-	r->outcome = outcome;
-	snprintf(r->detail, sizeof r->detail, "%s", detail);
-	return -1;
-}
-
-/* webhook_header - append "NAME: VALUE" to CALL's header list; -1 on ENOMEM */
-static int webhook_header(struct prov_call *call, const char *line)
-{
-	struct curl_slist *l = curl_slist_append(call->headers, line);
-
-	if (l == NULL)
-		return -1;
-	call->headers = l;
-	return 0;
 }
 
 /* webhook_start - the signed POST of M to its address */
@@ -238,11 +202,11 @@ static int webhook_start(struct prov *p, const struct prov_msg *m, struct prov_c
 	r->retry_after = -1;
 	r->message_id[0] = '\0';
 	if (m->address == NULL || m->address[0] == '\0')
-		return webhook_fail(r, PROV_PERMANENT, "no webhook URL");
-	if (!webhook_url_ok(m->address))
-		return webhook_fail(r, PROV_PERMANENT, "webhook URL is not a valid http(s) URL");
+		return prov_fail(r, PROV_PERMANENT, "no webhook URL");
+	if (!prov_url_ok(m->address))
+		return prov_fail(r, PROV_PERMANENT, "webhook URL is not a valid http(s) URL");
 	if (!webhook_token_ok(m->identity) || strlen(m->identity) > 200)
-		return webhook_fail(r, PROV_PERMANENT, "message identity unusable as webhook-id");
+		return prov_fail(r, PROV_PERMANENT, "message identity unusable as webhook-id");
 	if (m->client != NULL && m->client->webhook_secrets.n > 0)
 		secrets = &m->client->webhook_secrets;
 	else if (p->cp != NULL && p->cp->secrets.n > 0)
@@ -253,11 +217,11 @@ static int webhook_start(struct prov *p, const struct prov_msg *m, struct prov_c
 		goto oom;
 	len = strlen(call->body);
 	snprintf(line, sizeof line, "webhook-id: %s", m->identity);
-	if (webhook_header(call, "Content-Type: application/json") < 0 ||
-	    webhook_header(call, "Expect:") < 0 || webhook_header(call, line) < 0)
+	if (prov_header(call, "Content-Type: application/json") < 0 ||
+	    prov_header(call, "Expect:") < 0 || prov_header(call, line) < 0)
 		goto oom;
 	snprintf(line, sizeof line, "webhook-timestamp: %lld", ts);
-	if (webhook_header(call, line) < 0)
+	if (prov_header(call, line) < 0)
 		goto oom;
 	if (secrets != NULL) {
 		snprintf(line, sizeof line, "webhook-signature:");
@@ -265,12 +229,12 @@ static int webhook_start(struct prov *p, const struct prov_msg *m, struct prov_c
 			if (prov_webhook_sign(secrets->v[i], m->identity, ts, call->body, len, sig,
 			    sizeof sig) < 0) {
 				prov_call_free(call);
-				return webhook_fail(r, PROV_PERMANENT, "webhook secret unusable");
+				return prov_fail(r, PROV_PERMANENT, "webhook secret unusable");
 			}
 			strcat(line, " ");
 			strcat(line, sig);
 		}
-		if (webhook_header(call, line) < 0)
+		if (prov_header(call, line) < 0)
 			goto oom;
 	} else {
 		log_debug("event=webhook_unsigned provider=%s id=%s msg=\"no secret configured\"",
@@ -287,7 +251,7 @@ static int webhook_start(struct prov *p, const struct prov_msg *m, struct prov_c
 oom:
 	prov_call_free(call);
 	log_warnx("event=webhook_error provider=%s msg=\"out of memory\"", p->name);
-	return webhook_fail(r, PROV_TRANSIENT, "out of memory");
+	return prov_fail(r, PROV_TRANSIENT, "out of memory");
 }
 
 /* webhook_finish - the §5 HTTP outcome rules; CALL is freed */
