@@ -58,6 +58,8 @@ struct prov_result {
 	                                for the recipient): the worker adds it to the suppressions */
 	bool unregistered;           /* PROV_PERMANENT: the device token is gone (FCM UNREGISTERED,
 	                                APNs 410): the worker removes the device */
+	bool no_pause;               /* a 429 about this address alone (APNs: one device token):
+	                                the worker does not pause the provider for the others */
 };
 
 /* One call in flight: the easy handle the worker runs, and what the provider keeps for it.

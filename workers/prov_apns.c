@@ -512,6 +512,9 @@ static void apns_finish(struct prov *p, struct prov_call *call, CURLcode rc,
 	} else if (st == 429 || st >= 500) {
 		r->outcome = PROV_TRANSIENT;
 		r->retry_after = ac->retry_after;
+		/* APNs' 429 is TooManyRequests for one device token: not a reason to pause the
+		 * provider for every other device */
+		r->no_pause = st == 429;
 	} else {
 		r->outcome = PROV_PERMANENT;   /* InvalidProviderToken, BadTopic, PayloadTooLarge... */
 	}

@@ -648,7 +648,7 @@ static void worker_http_done(CURL *easy, CURLcode rc, void *arg)
 	w->inflight--;
 	memset(&j->res, 0, sizeof j->res);
 	p->ops->finish(p, call, rc, &j->res);
-	if (j->res.http_status == 429 && j->res.retry_after > 0) {
+	if (j->res.http_status == 429 && j->res.retry_after > 0 && !j->res.no_pause) {
 		char key[512];
 
 		/* every worker of this host waits with it (SPEC §5) */
