@@ -11,7 +11,7 @@
 . "$HERALD_SRCDIR/t/lib/tap.sh"
 . "$HERALD_SRCDIR/t/lib/sql.sh"
 need_stack
-plan 78
+plan 83
 
 PY=/usr/bin/python3
 tmp=$(mktemp -d /tmp/herald-smtp-t.XXXXXX)
@@ -133,7 +133,8 @@ sql "INSERT INTO users (user_id, first_name, email) VALUES
 	('${p}_x', CONCAT('Eve', CHAR(13, 10), 'Bcc: evil@evil.test'), 'x.$p@$d'),
 	('${p}_e', 'Ed', CONCAT('e.$p@$d', CHAR(13, 10), 'Bcc: evil@evil.test')),
 	('${p}_dn', 'Di', 'Di <dn.$p@$d>'),
-	('${p}_s', 'Sam', 's.$p@$d'), ('${p}_w', 'Wes', 'w.$p@$d'), ('${p}_n', 'Ned', 'n.$p@$d')" ||
+	('${p}_s', 'Sam', 's.$p@$d'), ('${p}_w', 'Wes', 'w.$p@$d'), ('${p}_n', 'Ned', 'n.$p@$d'),
+	('${p}_i', 'Ida', 'i.$p@$d'), ('${p}_j', 'Jo', 'j.$p@$d')" ||
 	bail "cannot insert users"
 
 # --- a plain relay: content, headers, unsubscribe, retry, 550, 451, CR/LF ----------------------
@@ -311,6 +312,22 @@ grep -q 'STARTTLS required' "$tmp/w.log" || sql "SELECT detail FROM notification
 	ON n.id = a.notification_id WHERE n.transaction_id = '$tx'" | grep -q 'STARTTLS required'
 ok $? "the reason says STARTTLS is required"
 is "$(msg plain "$tx" count)" 0 "nothing sent in clear"
+
+# --- smtps:// (TLS from the first byte), verified with the test CA; an unknown CA refused ------
+sink smtps --cert "$tmp/srv.pem" --key "$tmp/srv.key" --implicit-tls
+ssport=$sport
+conf f "url = \"smtps://127.0.0.1:$ssport\"; ca_file = \"$tmp/ca.pem\";"
+worker f
+tx=$(esend "${p}_i" transactional '{"subject":"implicit","body":"smtps body"}')
+is "$(wk_wait "$tx" email)" done "smtps://: done"
+m=$(msg smtps "$tx")
+is "$(mget "$m" .tls)/$(mget "$m" .text)" "true/smtps body" "smtps://: the server saw TLS, body intact"
+conf g "url = \"smtps://127.0.0.1:$ssport\";"     # the system's CAs do not know the test CA
+worker g
+tx=$(esend "${p}_j" transactional '{"subject":"unverified","body":"x"}')
+is "$(wk_wait "$tx" email 20)" failed "smtps:// to a certificate no trusted CA signed: failed"
+like "$(detail "$tx")" 'SSL|[Cc]ertificate|TLS' "the detail says the certificate was not verified"
+is "$(msg smtps "$tx" count)" 0 "nothing delivered to an unverified server"
 
 # a sender identity with a line break in the config: the worker refuses to start, naming it
 conf e "url = \"smtp://127.0.0.1:$plain\"; starttls = false;"

@@ -8,6 +8,7 @@
 # Options:
 #   --cert F --key F       offer STARTTLS with this certificate
 #   --require-starttls     refuse every command but EHLO/NOOP/QUIT/STARTTLS before TLS
+#   --implicit-tls         TLS from the first byte with --cert/--key (smtps://), no STARTTLS
 #   --user U --password P  offer AUTH LOGIN and PLAIN and accept only U/P (535 otherwise);
 #                          with --auth-required, MAIL FROM needs AUTH first
 #   --rcpt ADDR=CODES      answer RCPT TO ADDR with the codes CODES in turn (e.g. 451,250; the
@@ -92,7 +93,8 @@ class Sink:
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "data_b64": base64.b64encode(data).decode("ascii"),
-            "tls": session.ssl is not None,
+            "tls": (session.ssl is not None or
+                    server.transport.get_extra_info("ssl_object") is not None),
             "auth_user": (session.auth_data.login.decode("utf-8", "replace")
                           if isinstance(session.auth_data, LoginPassword) else None),
         })
@@ -108,6 +110,7 @@ def main():
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--require-starttls", action="store_true")
+    ap.add_argument("--implicit-tls", action="store_true")
     ap.add_argument("--user")
     ap.add_argument("--password")
     ap.add_argument("--auth-required", action="store_true")
@@ -130,7 +133,8 @@ def main():
         return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     def factory():
-        kw = dict(hostname="sink.test", decode_data=False, tls_context=ctx,
+        kw = dict(hostname="sink.test", decode_data=False,
+                  tls_context=None if args.implicit_tls else ctx,
                   require_starttls=args.require_starttls)
         if args.user is not None:
             kw.update(authenticator=authenticator, auth_required=args.auth_required,
@@ -139,7 +143,8 @@ def main():
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    server = loop.run_until_complete(loop.create_server(factory, "127.0.0.1", 0))
+    server = loop.run_until_complete(loop.create_server(
+        factory, "127.0.0.1", 0, ssl=ctx if args.implicit_tls else None))
     port = server.sockets[0].getsockname()[1]
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:
