@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <syslog.h>
 
+#include <arpa/inet.h>
+
 #include <libconfig.h>
 
 #include "conf.h"
@@ -424,7 +426,30 @@ static int conf_check_abspath(struct conf_ctx *x, const struct conf_key *k,
 	return 0;
 }
 
-/* conf_check_listen - "host:port", "[v6]:port", or "" (off) */
+/* conf_loopback - whether HOST[0..LEN) ("[v6]" with brackets) is localhost or a loopback
+ * address */
+static bool conf_loopback(const char *host, size_t len)
+{
+	char h[64];
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (len == 0 || len >= sizeof h)
+		return false;
+	memcpy(h, host, len);
+	h[len] = '\0';
+	if (strcmp(h, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, h, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (len > 2 && h[0] == '[' && h[len - 1] == ']') {
+		h[len - 1] = '\0';
+		return inet_pton(AF_INET6, h + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	return false;
+}
+
+/* conf_check_listen - "host:port", "[v6]:port" on a loopback address, or "" (off) */
 static int conf_check_listen(struct conf_ctx *x, const struct conf_key *k,
     const config_setting_t *s, const char *path, void *base)
 {
@@ -442,6 +467,9 @@ static int conf_check_listen(struct conf_ctx *x, const struct conf_key *k,
 	port = strtol(colon + 1, &end, 10);
 	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 1 || port > 65535)
 		return conf_fail(x, s, path, "port must be 1..65535");
+	if (!conf_loopback(v, (size_t)(colon - v)))
+		return conf_fail(x, s, path, "%.*s is not a loopback address (127.0.0.0/8, [::1] or "
+		    "localhost): the metrics are served without authentication", (int)(colon - v), v);
 	return 0;
 }
 
@@ -524,6 +552,17 @@ static int conf_check_limits(struct conf_ctx *x, const struct conf_key *k,
 
 	if (l->metadata_max > l->request_max)
 		return conf_fail(x, s, path, "metadata_max exceeds request_max");
+	return 0;
+}
+
+/* conf_check_autoscale - autoscale: a gap between growing and shrinking (the hysteresis) */
+static int conf_check_autoscale(struct conf_ctx *x, const struct conf_key *k,
+    const config_setting_t *s, const char *path, void *base)
+{
+	const struct conf_autoscale *a = conf_field(k, base);
+
+	if (a->down_depth >= a->up_depth)
+		return conf_fail(x, s, path, "down_depth must be below up_depth");
 	return 0;
 }
 
@@ -1091,6 +1130,16 @@ static const struct conf_key conf_unsubscribe_keys[] = {
 static const struct conf_key conf_metrics_keys[] = {
 	KSTR("listen", struct conf_metrics, listen, .defs = "127.0.0.1:9464",
 	    .check = conf_check_listen),
+	KINT("depth_interval", struct conf_metrics, depth_interval, 1, 3600, 5),
+	KEND
+};
+
+static const struct conf_key conf_autoscale_keys[] = {
+	KINT("interval", struct conf_autoscale, interval, 1, 3600, 10),
+	KINT("up_depth", struct conf_autoscale, up_depth, 1, 100000000, 100),
+	KINT("down_depth", struct conf_autoscale, down_depth, 0, 100000000, 0),
+	KINT("sustain", struct conf_autoscale, sustain, 1, 100, 3),
+	KINT("cooldown", struct conf_autoscale, cooldown, 0, 86400, 60),
 	KEND
 };
 
@@ -1143,6 +1192,8 @@ static const struct conf_key conf_keys[] = {
 	KGROUP("defaults", struct conf, defaults, conf_sender_keys),
 	KGROUP("unsubscribe", struct conf, unsubscribe, conf_unsubscribe_keys),
 	KGROUP("metrics", struct conf, metrics, conf_metrics_keys),
+	KGROUP("autoscale", struct conf, autoscale, conf_autoscale_keys,
+	    .check = conf_check_autoscale),
 	KGROUP("heraldd", struct conf, heraldd, conf_heraldd_keys),
 	KGROUP("scheduler", struct conf, scheduler, conf_scheduler_keys),
 	KGROUP("ledger", struct conf, ledger, conf_ledger_keys),

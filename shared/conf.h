@@ -203,7 +203,17 @@ struct conf_unsubscribe {
 };
 
 struct conf_metrics {
-	char *listen;                /* "host:port"; "" = off */
+	char *listen;                /* "host:port" on a loopback address; "" = off */
+	int depth_interval;          /* seconds between two reads of the queue depths */
+};
+
+/* Autoscale of the channels whose workers_max > 0 (workers/autoscale.h). */
+struct conf_autoscale {
+	int interval;                /* seconds between two decisions */
+	int up_depth;                /* messages waiting per worker above which a channel grows */
+	int down_depth;              /* messages waiting at or below which it shrinks */
+	int sustain;                 /* decisions in a row a condition must hold */
+	int cooldown;                /* seconds after a change before the next one */
 };
 
 struct conf_heraldd {
@@ -254,6 +264,7 @@ struct conf {
 	struct conf_sender defaults;
 	struct conf_unsubscribe unsubscribe;
 	struct conf_metrics metrics;
+	struct conf_autoscale autoscale;
 	struct conf_heraldd heraldd;
 	struct conf_scheduler scheduler;
 	struct conf_ledger ledger;

@@ -17,6 +17,7 @@
 #include <ev.h>
 #include <json-c/json.h>
 
+#include "autoscale.h"
 #include "broker.h"
 #include "conf.h"
 #include "control.h"
@@ -24,14 +25,16 @@
 #include "ledger.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "prov.h"
+#include "rfc3339.h"
 #include "scheduler.h"
 #include "topology.h"
 #include "worker.h"
 
 /* The kinds of children: the four channels (enum conf_channel_id), then these. */
-enum { KIND_LEDGER = CONF_CHANNELS, KIND_OUTBOX, KIND_SCHEDULER, KINDS };
+enum { KIND_LEDGER = CONF_CHANNELS, KIND_OUTBOX, KIND_SCHEDULER, KIND_METRICS, KINDS };
 
 #define MASTER_TICK 0.5          /* seconds between reconciliations */
 #define MASTER_KILL_AFTER 5      /* seconds past heraldd.grace before SIGKILL */
@@ -64,10 +67,13 @@ struct master {
 	int state[CONF_CHANNELS];
 	char reason[CONF_CHANNELS][256];
 	int fails[KINDS];               /* early deaths in a row */
+	struct autoscale scale[CONF_CHANNELS];
+	bool blind[CONF_CHANNELS];      /* autoscale found no fresh depth (logged once) */
+	ev_tstamp planned;              /* when master_plan last ran */
 	ev_tstamp next_spawn[KINDS];
 	bool stopping;
 	struct control *ctl;
-	ev_timer tick, kill;
+	ev_timer tick, kill, autoscale;
 	ev_child cw;
 	ev_signal sterm, sint, shup, susr1;
 };
@@ -95,13 +101,22 @@ static const char *master_kind_name(int kind)
 		return "outbox";
 	if (kind == KIND_SCHEDULER)
 		return "scheduler";
+	if (kind == KIND_METRICS)
+		return "metrics";
 	return conf_channel_name(kind);
+}
+
+/* master_autoscaled - whether channel CH moves between workers_min and workers_max */
+static bool master_autoscaled(const struct master *m, int ch)
+{
+	return m->conf->channels[ch].workers_max > 0;
 }
 
 /* master_plan - the wanted number of children of each kind under the current config; a channel
  * whose providers cannot be set up is reported and gets none (its messages wait) */
 static void master_plan(struct master *m)
 {
+	bool depths = false;
 	int ch;
 
 	for (ch = 0; ch < CONF_CHANNELS; ch++) {
@@ -128,10 +143,19 @@ static void master_plan(struct master *m)
 			m->want[ch] = m->conf->channels[ch].workers;
 		}
 		prov_close(p, n);
+		/* autoscale starts from `workers`, free to change at its first decisions */
+		autoscale_reset(&m->scale[ch], -1);
+		m->blind[ch] = false;
+		if (master_autoscaled(m, ch))
+			depths = true;
 	}
+	m->planned = ev_now(m->loop);
 	m->want[KIND_LEDGER] = 1;
 	m->want[KIND_OUTBOX] = 1;
 	m->want[KIND_SCHEDULER] = 1;
+	/* the metrics child serves metrics.listen and reads the depths autoscale needs */
+	m->want[KIND_METRICS] = depths ||
+	    (m->conf->metrics.listen != NULL && m->conf->metrics.listen[0] != '\0');
 }
 
 /* master_declare - declare the topology once at start and after a reload; a failure is logged
@@ -172,6 +196,7 @@ static void master_in_child(struct master *m, int notice_fd)
 	m->ctl = NULL;
 	ev_timer_stop(m->loop, &m->tick);
 	ev_timer_stop(m->loop, &m->kill);
+	ev_timer_stop(m->loop, &m->autoscale);
 	ev_child_stop(m->loop, &m->cw);
 	ev_signal_stop(m->loop, &m->sterm);
 	ev_signal_stop(m->loop, &m->sint);
@@ -194,6 +219,8 @@ static void master_child_run(struct master *m, int kind)
 		rc = outbox_main(m->conf);
 	} else if (kind == KIND_SCHEDULER) {
 		rc = scheduler_main(m->conf);
+	} else if (kind == KIND_METRICS) {
+		rc = metricsd_main(m->conf);
 	} else {
 		rc = worker_main(m->conf, kind);
 	}
@@ -290,13 +317,32 @@ static int master_count(const struct master *m, int kind)
 	return n;
 }
 
+/* master_publish - the live children of each kind and the wanted workers, for the metrics */
+static void master_publish(const struct master *m)
+{
+	const struct child *c;
+	int kind, alive;
+
+	for (kind = 0; kind < KINDS; kind++) {
+		alive = 0;
+		for (c = m->children; c != NULL; c = c->next)
+			if (c->kind == kind && !c->draining)
+				alive++;
+		metrics_workers(kind, master_kind_name(kind), alive);
+		if (kind < CONF_CHANNELS)
+			metrics_target(kind, m->want[kind], master_autoscaled(m, kind));
+	}
+}
+
 /* master_reconcile - start what is missing (backoff allowing), drain what is too many */
 static void master_reconcile(struct master *m)
 {
 	int kind, have;
 
-	if (m->stopping)
+	if (m->stopping) {
+		master_publish(m);
 		return;
+	}
 	for (kind = 0; kind < KINDS; kind++) {
 		have = master_count(m, kind);
 		while (have < m->want[kind] && ev_now(m->loop) >= m->next_spawn[kind]) {
@@ -313,6 +359,7 @@ static void master_reconcile(struct master *m)
 				have--;
 			}
 	}
+	master_publish(m);
 }
 
 /* master_child_cb - a child ended: log it, respawn unless it was asked to stop */
@@ -383,6 +430,67 @@ static void master_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	master_reconcile(t->data);
+}
+
+/* master_autoscale_cb - every autoscale.interval seconds: the count of each autoscaled channel
+ * from its queue depth (autoscale.h), as the metrics child last read it */
+static void master_autoscale_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct master *m = t->data;
+	int64_t now = rfc3339_now(), depth;
+	int64_t maxage = ((int64_t)m->conf->metrics.depth_interval * 3 + 2) * 1000000;
+	int ch, to;
+
+	(void)revents;
+	if (m->stopping)
+		return;
+	for (ch = 0; ch < CONF_CHANNELS; ch++) {
+		const struct conf_channel *cc = &m->conf->channels[ch];
+
+		/* 0 workers: stopped by heraldctl (or no provider); autoscale waits */
+		if (!master_autoscaled(m, ch) || m->state[ch] != CH_RUNNING || m->want[ch] == 0)
+			continue;
+		if ((depth = metrics_depth(ch, now, maxage)) < 0) {
+			/* silent while the metrics child may still be starting */
+			if (!m->blind[ch] && ev_now(loop) - m->planned > (double)maxage / 1e6) {
+				log_warnx("event=autoscale_blind channel=%s note=\"no fresh queue depth "
+				    "(see the metrics child's log): the count stays at %d\"",
+				    conf_channel_name(ch), m->want[ch]);
+				m->blind[ch] = true;
+			}
+			continue;
+		}
+		if (m->blind[ch])
+			log_info("event=autoscale_sees channel=%s depth=%lld", conf_channel_name(ch),
+			    (long long)depth);
+		m->blind[ch] = false;
+		to = autoscale_decide(&m->scale[ch], &m->conf->autoscale, cc->workers_min,
+		    cc->workers_max, m->want[ch], depth, ev_now(loop));
+		if (to == m->want[ch])
+			continue;
+		log_info("event=autoscale channel=%s from=%d to=%d depth=%lld", conf_channel_name(ch),
+		    m->want[ch], to, (long long)depth);
+		metrics_autoscaled(ch, to > m->want[ch]);
+		m->want[ch] = to;
+		m->fails[ch] = 0;
+		m->next_spawn[ch] = 0;
+	}
+	master_reconcile(m);
+}
+
+/* master_autoscale_arm - run the autoscale timer at autoscale.interval when a channel needs it */
+static void master_autoscale_arm(struct master *m)
+{
+	int ch;
+
+	ev_timer_stop(m->loop, &m->autoscale);
+	for (ch = 0; ch < CONF_CHANNELS; ch++)
+		if (master_autoscaled(m, ch)) {
+			ev_timer_set(&m->autoscale, m->conf->autoscale.interval,
+			    m->conf->autoscale.interval);
+			ev_timer_start(m->loop, &m->autoscale);
+			return;
+		}
 }
 
 /* master_kill_cb - the grace is over: whatever still runs is killed (its unacked messages go
@@ -475,6 +583,7 @@ static void master_reload_cb(struct ev_loop *loop, ev_signal *s, int revents)
 		m->next_spawn[kind] = 0;
 	}
 	master_plan(m);
+	master_autoscale_arm(m);
 	master_declare(m);
 	master_reconcile(m);            /* the new generation first ... */
 	for (c = m->children; c != NULL; c = c->next)
@@ -525,6 +634,15 @@ static struct json_object *master_status(void *arg)
 			    json_object_new_string(master_state_names[m->state[kind]]));
 			if (m->reason[kind][0] != '\0')
 				json_object_object_add(k, "reason", json_object_new_string(m->reason[kind]));
+			if (master_autoscaled(m, kind)) {
+				struct json_object *a = json_object_new_object();
+
+				json_object_object_add(a, "min",
+				    json_object_new_int(m->conf->channels[kind].workers_min));
+				json_object_object_add(a, "max",
+				    json_object_new_int(m->conf->channels[kind].workers_max));
+				json_object_object_add(k, "autoscale", a);
+			}
 			json_object_object_add(chs, master_kind_name(kind), k);
 		} else {
 			json_object_object_add(o, master_kind_name(kind), k);
@@ -548,6 +666,19 @@ static int master_set_workers(void *arg, int ch, int n, char *err, size_t errlen
 		snprintf(err, errlen, "channel %s has no usable provider (%s)", conf_channel_name(ch),
 		    m->reason[ch]);
 		return -1;
+	}
+	if (master_autoscaled(m, ch)) {
+		const struct conf_channel *cc = &m->conf->channels[ch];
+
+		/* a count in the range holds for one cool-down, then autoscale goes on from it; 0
+		 * stops the channel and autoscale until a count in the range is set again */
+		if (n != 0 && (n < cc->workers_min || n > cc->workers_max)) {
+			snprintf(err, errlen, "channel %s autoscales between %d and %d workers: N must "
+			    "be 0 (stop) or %d..%d", conf_channel_name(ch), cc->workers_min,
+			    cc->workers_max, cc->workers_min, cc->workers_max);
+			return -1;
+		}
+		autoscale_reset(&m->scale[ch], ev_now(m->loop));
 	}
 	m->want[ch] = n;
 	m->state[ch] = n > 0 ? CH_RUNNING : CH_OFF;
@@ -630,11 +761,16 @@ int master_main(const char *path, struct conf *c)
 	ev_timer_start(m.loop, &m.tick);
 	ev_init(&m.kill, master_kill_cb);
 	m.kill.data = &m;
+	ev_init(&m.autoscale, master_autoscale_cb);
+	m.autoscale.data = &m;
 	/* mapped before any fork: the children share the 429 pauses */
 	if (hostpause_init() < 0)
 		log_warn("event=no_pause_table note=\"429 pauses stay with the worker that got them\"");
+	if (metrics_init() < 0)
+		log_warn("event=no_metrics_table note=\"the metrics count nothing\"");
 	log_info("event=master_started pid=%ld control=%s", (long)m.pid, c->heraldd.control);
 	master_plan(&m);
+	master_autoscale_arm(&m);
 	master_declare(&m);
 	master_reconcile(&m);
 	ev_run(m.loop, 0);

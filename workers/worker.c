@@ -35,6 +35,7 @@
 #include "http.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "mq.h"
 #include "outbox.h"
 #include "prov.h"
@@ -427,10 +428,12 @@ static int worker_record(struct worker *w, struct job *list, int64_t now)
 			if (j->status != NULL && j->note->txid[0] != '\0') {
 				if (recs[i].result == RECORD_REFUSED)
 					j->status = NULL;    /* already final: send nothing */
-				if (recs[i].result == RECORD_WRITTEN)
+				if (recs[i].result == RECORD_WRITTEN) {
+					metrics_status(w->ch, recs[i].status);
 					log_debug("event=status txid=%s channel=%s status=%s previous=%s",
 					    j->note->txid, codec_channel_name(j->note->channel),
 					    recs[i].status, recs[i].previous[0] ? recs[i].previous : "-");
+				}
 				i++;
 			}
 	free(recs);
@@ -643,8 +646,11 @@ static void worker_http_done(CURL *easy, CURLcode rc, void *arg)
 	struct worker *w = j->w;
 	struct prov_call *call = NULL;
 	struct prov *p = &w->provs[j->prov];
+	curl_off_t us = 0;
 
 	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&call);
+	if (curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
+		metrics_latency(w->ch, (int64_t)us);
 	w->inflight--;
 	memset(&j->res, 0, sizeof j->res);
 	p->ops->finish(p, call, rc, &j->res);
@@ -1042,6 +1048,7 @@ static void worker_deliver_cb(struct mq *mq, amqp_envelope_t *env, void *arg)
 		mq_envelope_free(env);
 		return;
 	}
+	metrics_received(w->ch);
 	j->w = w;
 	j->env = env;
 	j->gen = mq_generation(mq);

@@ -9,11 +9,13 @@
 # bulk BATCH N USERS [EXTRA_JSON]          send N notifications over users ${p}_0..USERS-1
 # mconf NAME WORKERS [EXTRA] - a master config: control socket $tmp/NAME.sock, webhook workers
 # (their calls time out after $MCONF_TIMEOUT s, default 30; $MCONF_IN_FLIGHT deliveries in flight
-# per worker, default 20: these tests are about processes, t/faults.t sets 1, the default)
+# per worker, default 20: these tests are about processes, t/faults.t sets 1, the default;
+# metrics served on $MCONF_METRICS, default "" (off): tests run side by side)
 mconf() {
 	cat > "$tmp/$1.conf" <<EOF
 broker = { prefetch = 20; };
 log = { level = "info"; };
+metrics = { listen = "${MCONF_METRICS:-}"; depth_interval = 1; };
 heraldd = { control = "$tmp/$1.sock"; grace = 5; respawn_backoff_max = 2; };
 channels = { webhook = { workers = $2; allow_private = true; in_flight = ${MCONF_IN_FLIGHT:-20};
 	providers = ( { name = "hooks"; type = "webhook"; timeout = ${MCONF_TIMEOUT:-30}; } ); }; };
