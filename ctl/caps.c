@@ -43,12 +43,14 @@ static const struct db_stmt caps_stmts[C__N] = {
 };
 
 static const char caps_usage[] =
-	"usage: heraldctl caps get [--client C]\n"
-	"       heraldctl caps set [--client C] CHANNEL=N|none|default...\n"
-	"       heraldctl caps set --client C --quota CHANNEL=N|none|default...\n"
+	"usage: heraldctl caps get [--client C] [--format json|table]\n"
+	"       heraldctl caps set [--client C] CHANNEL=N|none|default... [--format json|table]\n"
+	"       heraldctl caps set --client C --quota CHANNEL=N|none|default... [--format ...]\n"
 	"  N sets a daily cap in the database (it wins over the config file), none (or 0, as in\n"
 	"  the file) no cap, default deletes the database value so the file's applies. --quota\n"
-	"  sets client C's messages per UTC day (none or 0: no quota).\n";
+	"  sets client C's messages per UTC day (none or 0: no quota). Both print the caps in\n"
+	"  effect; --format table: one row per channel (cap -: none).\n"
+	CTL_FORMAT_HELP;
 
 /* One channel's value and where it came from. */
 struct caps_val {
@@ -86,7 +88,7 @@ static struct json_object *caps_json(const struct caps_val *cap, const struct ca
 }
 
 /* caps_print - print the effective caps (and quotas with CLIENT) of every channel */
-static int caps_print(struct db *db, const struct conf *c, const char *client)
+static int caps_print(struct db *db, const struct conf *c, const char *client, enum ctl_fmt fmt)
 {
 	struct caps_val cap[CONF_CHANNELS], quota[CONF_CHANNELS], dball[CONF_CHANNELS];
 	bool have_all[CONF_CHANNELS] = { false }, have_client[CONF_CHANNELS] = { false };
@@ -132,12 +134,12 @@ static int caps_print(struct db *db, const struct conf *c, const char *client)
 			return rc;
 	}
 	o = json_object_new_object();
-	if (client != NULL)
+	if (client != NULL && fmt == CTL_FMT_JSON)
 		json_object_object_add(o, "client", json_object_new_string(client));
 	for (ch = 0; ch < CONF_CHANNELS; ch++)
 		json_object_object_add(o, conf_channel_name(ch), caps_json(&cap[ch],
 		    client ? &quota[ch] : NULL));
-	ctl_print(o);
+	ctl_output(o, fmt, "channel");      /* table: one row per channel */
 	return 0;
 }
 
@@ -234,12 +236,14 @@ static int caps_set(struct db *db, const char *client, bool quota, const bool se
 /* caps_cmd - "heraldctl caps get|set [--client C] [--quota] ..." */
 int caps_cmd(const char *conf, int argc, char **argv)
 {
-	const char *client = NULL, **pos;
+	const char *client = NULL, *format = NULL, **pos;
 	bool quota = false, get, set[CONF_CHANNELS] = { false };
 	long long v[CONF_CHANNELS];
 	const struct ctl_opt opts[] = {
-		{ "--client", &client, NULL }, { "--quota", NULL, &quota }, { NULL, NULL, NULL }
+		{ "--client", &client, NULL }, { "--quota", NULL, &quota },
+		{ "--format", &format, NULL }, { NULL, NULL, NULL }
 	};
+	enum ctl_fmt fmt;
 	struct conf c = { 0 };
 	struct db *db = NULL;
 	int np, rc;
@@ -258,6 +262,8 @@ int caps_cmd(const char *conf, int argc, char **argv)
 		rc = rc == CTL_HELP ? EX_OK : rc;
 		goto out;
 	}
+	if ((rc = ctl_fmt_parse(get ? "caps get" : "caps set", caps_usage, format, &fmt)) != 0)
+		goto out;
 	if (client != NULL && !ctl_client_ok(client)) {
 		rc = ctl_usage("caps", caps_usage, "--client '%s': not a client id ([A-Za-z0-9_.-],"
 		    " at most 64)", client);
@@ -276,7 +282,7 @@ int caps_cmd(const char *conf, int argc, char **argv)
 		rc = ctl_db_fail(db, rc);
 		goto out;
 	}
-	if ((rc = caps_print(db, &c, client)) != 0)
+	if ((rc = caps_print(db, &c, client, fmt)) != 0)
 		rc = ctl_db_fail(db, rc);
 out:
 	free(pos);

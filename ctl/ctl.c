@@ -283,3 +283,237 @@ int ctl_bool(const char *s)
 		return 0;
 	return -1;
 }
+
+/* ---- --format json|table ------------------------------------------------------------------ */
+
+#define CTL_TABLE_GAP 2          /* spaces between two columns */
+
+/* ctl_fmt_parse - --format VAL (NULL: json) of command CMD into *FMT; 0 or EX_USAGE */
+int ctl_fmt_parse(const char *cmd, const char *usage, const char *val, enum ctl_fmt *fmt)
+{
+	if (val == NULL || strcmp(val, "json") == 0)
+		*fmt = CTL_FMT_JSON;
+	else if (strcmp(val, "table") == 0)
+		*fmt = CTL_FMT_TABLE;
+	else
+		return ctl_usage(cmd, usage, "--format '%s': json or table", val);
+	return 0;
+}
+
+/* ctl_cp_width - the columns code point C takes on a terminal: 0 combining and zero-width
+ * marks, 2 East Asian wide and full-width forms and emoji, else 1 (a cheap wcwidth that needs
+ * no locale) */
+static int ctl_cp_width(uint32_t c)
+{
+	if ((c >= 0x0300 && c <= 0x036f) || (c >= 0x200b && c <= 0x200f) || c == 0xfeff ||
+	    (c >= 0xfe00 && c <= 0xfe0f) || (c >= 0x20d0 && c <= 0x20ff))
+		return 0;
+	if ((c >= 0x1100 && c <= 0x115f) || (c >= 0x2e80 && c <= 0x303e) ||
+	    (c >= 0x3041 && c <= 0x33ff) || (c >= 0x3400 && c <= 0x4dbf) ||
+	    (c >= 0x4e00 && c <= 0x9fff) || (c >= 0xa000 && c <= 0xa4cf) ||
+	    (c >= 0xac00 && c <= 0xd7a3) || (c >= 0xf900 && c <= 0xfaff) ||
+	    (c >= 0xfe30 && c <= 0xfe4f) || (c >= 0xff00 && c <= 0xff60) ||
+	    (c >= 0xffe0 && c <= 0xffe6) || (c >= 0x1f300 && c <= 0x1f64f) ||
+	    (c >= 0x1f900 && c <= 0x1f9ff) || (c >= 0x20000 && c <= 0x3fffd))
+		return 2;
+	return 1;
+}
+
+/* ctl_cell_put - write cell S to OUT (NULL: only measure), ill-formed UTF-8 and control
+ * characters as '?'; its display width */
+static size_t ctl_cell_put(const char *s, FILE *out)
+{
+	size_t len = strlen(s), i = 0, w = 0, k;
+
+	while (i < len) {
+		unsigned char c = (unsigned char)s[i];
+		uint32_t cp;
+
+		k = jsoncheck_utf8_char(s + i, len - i);
+		if (k == 0 || c < 0x20 || c == 0x7f ||
+		    (k == 2 && c == 0xc2 && (unsigned char)s[i + 1] <= 0x9f)) {
+			if (out != NULL)
+				fputc('?', out);
+			w++;
+			i += k ? k : 1;
+			continue;
+		}
+		if (k == 1)
+			cp = c;
+		else if (k == 2)
+			cp = (uint32_t)(c & 0x1f) << 6 | ((unsigned char)s[i + 1] & 0x3f);
+		else if (k == 3)
+			cp = (uint32_t)(c & 0x0f) << 12 | (uint32_t)((unsigned char)s[i + 1] & 0x3f) << 6 |
+			    ((unsigned char)s[i + 2] & 0x3f);
+		else
+			cp = (uint32_t)(c & 0x07) << 18 | (uint32_t)((unsigned char)s[i + 1] & 0x3f) << 12 |
+			    (uint32_t)((unsigned char)s[i + 2] & 0x3f) << 6 | ((unsigned char)s[i + 3] & 0x3f);
+		if (out != NULL)
+			fwrite(s + i, 1, k, out);
+		w += (size_t)ctl_cp_width(cp);
+		i += k;
+	}
+	return w;
+}
+
+/* ctl_cell - the text of JSON value V in a table cell: a string as is, null as "-", anything
+ * else as its compact JSON */
+static const char *ctl_cell(struct json_object *v)
+{
+	if (v == NULL)
+		return "-";
+	if (json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* ctl_header - the column header for key K: upper case, into BUF */
+static const char *ctl_header(const char *k, char *buf, size_t size)
+{
+	size_t i;
+
+	for (i = 0; k[i] != '\0' && i + 1 < size; i++)
+		buf[i] = (char)(k[i] >= 'a' && k[i] <= 'z' ? k[i] - 'a' + 'A' : k[i]);
+	buf[i] = '\0';
+	return buf;
+}
+
+/* ctl_table - print ROWS, a JSON array of objects, as a table and release it: the keys of all
+ * rows in order of appearance as upper-case column headers, cells per ctl_cell ("" for a key a
+ * row lacks), columns aligned by display width; nothing for no rows */
+void ctl_table(struct json_object *rows)
+{
+	struct json_object *cols = json_object_new_array();
+	size_t nrows = json_object_array_length(rows), ncols, r, c, *w = NULL;
+	char hb[128];
+
+	for (r = 0; r < nrows; r++) {
+		struct json_object *row = json_object_array_get_idx(rows, r);
+
+		if (!json_object_is_type(row, json_type_object))
+			continue;
+		json_object_object_foreach(row, k, v) {
+			size_t i, n = json_object_array_length(cols);
+
+			(void)v;
+			for (i = 0; i < n; i++)
+				if (strcmp(json_object_get_string(json_object_array_get_idx(cols, i)), k) == 0)
+					break;
+			if (i == n)
+				json_object_array_add(cols, json_object_new_string(k));
+		}
+	}
+	ncols = json_object_array_length(cols);
+	if (nrows == 0 || ncols == 0 || (w = calloc(ncols, sizeof(*w))) == NULL)
+		goto out;
+	for (c = 0; c < ncols; c++) {
+		const char *k = json_object_get_string(json_object_array_get_idx(cols, c));
+
+		w[c] = ctl_cell_put(ctl_header(k, hb, sizeof(hb)), NULL);
+		for (r = 0; r < nrows; r++) {
+			struct json_object *row = json_object_array_get_idx(rows, r), *v = NULL;
+			size_t cw;
+
+			if (json_object_object_get_ex(row, k, &v) &&
+			    (cw = ctl_cell_put(ctl_cell(v), NULL)) > w[c])
+				w[c] = cw;
+		}
+	}
+	for (r = 0; r <= nrows; r++) {          /* r 0: the headers */
+		for (c = 0; c < ncols; c++) {
+			const char *k = json_object_get_string(json_object_array_get_idx(cols, c));
+			struct json_object *v = NULL;
+			const char *s;
+			size_t cw;
+
+			if (r == 0)
+				s = ctl_header(k, hb, sizeof(hb));
+			else if (json_object_object_get_ex(json_object_array_get_idx(rows, r - 1), k, &v))
+				s = ctl_cell(v);
+			else
+				s = "";
+			cw = ctl_cell_put(s, stdout);
+			if (c + 1 < ncols)
+				printf("%*s", (int)(w[c] - cw + CTL_TABLE_GAP), "");
+		}
+		putchar('\n');
+	}
+out:
+	free(w);
+	json_object_put(cols);
+	json_object_put(rows);
+}
+
+/* ctl_output - O in format FMT, released: JSON one line; a table of an array's rows, of an
+ * object whose members are all objects (one row each, the member's name in column KEYCOL), or
+ * of another object (KEYCOL and VALUE per member) */
+void ctl_output(struct json_object *o, enum ctl_fmt fmt, const char *keycol)
+{
+	struct json_object *rows;
+	bool all_objects = true;
+
+	if (fmt == CTL_FMT_JSON) {
+		ctl_print(o);
+		return;
+	}
+	if (json_object_is_type(o, json_type_array)) {
+		ctl_table(o);
+		return;
+	}
+	rows = json_object_new_array();
+	if (!json_object_is_type(o, json_type_object)) {
+		struct json_object *row = json_object_new_object();
+
+		json_object_object_add(row, "value", json_object_get(o));
+		json_object_array_add(rows, row);
+		json_object_put(o);
+		ctl_table(rows);
+		return;
+	}
+	{
+		json_object_object_foreach(o, k, v) {
+			(void)k;
+			if (!json_object_is_type(v, json_type_object))
+				all_objects = false;
+		}
+	}
+	{
+		json_object_object_foreach(o, k, v) {
+			struct json_object *row = json_object_new_object();
+
+			json_object_object_add(row, keycol, json_object_new_string(k));
+			if (all_objects) {
+				json_object_object_foreach(v, k2, v2) {
+					if (strcmp(k2, keycol) != 0)
+						json_object_object_add(row, k2, json_object_get(v2));
+				}
+			} else
+				json_object_object_add(row, "value", json_object_get(v));
+			json_object_array_add(rows, row);
+		}
+	}
+	json_object_put(o);
+	ctl_table(rows);
+}
+
+/* ctl_rows_add - a row of a command printing many: O as a JSON line now, or kept in R for the
+ * table ctl_rows_end prints */
+void ctl_rows_add(struct ctl_rows *r, struct json_object *o)
+{
+	if (r->fmt == CTL_FMT_JSON) {
+		ctl_print(o);
+		return;
+	}
+	if (r->rows == NULL)
+		r->rows = json_object_new_array();
+	json_object_array_add(r->rows, o);
+}
+
+/* ctl_rows_end - print the table of R's rows (table format), release them */
+void ctl_rows_end(struct ctl_rows *r)
+{
+	if (r->rows != NULL)
+		ctl_table(r->rows);
+	r->rows = NULL;
+}

@@ -53,6 +53,29 @@ int ctl_db_open(const char *conf, const struct db_stmt *stmts, size_t n, struct 
 int ctl_db_fail(struct db *db, int rc);
 /* ctl_print - print O as one plain JSON line on stdout and release it */
 void ctl_print(struct json_object *o);
+/* --format json|table of the commands that print rows (JSON is the default) */
+enum ctl_fmt { CTL_FMT_JSON, CTL_FMT_TABLE };
+#define CTL_FORMAT_HELP "  --format json|table: JSON (the default) or an aligned table with a header line\n"
+
+/* ctl_fmt_parse - --format VAL (NULL: json) of command CMD into *FMT; 0 or EX_USAGE (printed) */
+int ctl_fmt_parse(const char *cmd, const char *usage, const char *val, enum ctl_fmt *fmt);
+/* ctl_table - print ROWS, a JSON array of objects, as a table (upper-case keys as headers,
+ * strings as is, null "-", other values compact JSON, columns aligned by display width) and
+ * release it */
+void ctl_table(struct json_object *rows);
+/* ctl_output - O in format FMT, released: JSON one line; a table of an array's rows, of an
+ * object whose members are all objects (one row each, the member's name in column KEYCOL), or
+ * of another object (KEYCOL and VALUE rows) */
+void ctl_output(struct json_object *o, enum ctl_fmt fmt, const char *keycol);
+/* The rows of a command that prints many (JSON Lines, or one table at the end). */
+struct ctl_rows {
+	enum ctl_fmt fmt;
+	struct json_object *rows;
+};
+/* ctl_rows_add - O printed now as one JSON line, or kept for the table; O is released */
+void ctl_rows_add(struct ctl_rows *r, struct json_object *o);
+/* ctl_rows_end - print the table of the rows kept (table format) and release them */
+void ctl_rows_end(struct ctl_rows *r);
 /* ctl_time - USEC as an RFC 3339 JSON string (microseconds, UTC) */
 struct json_object *ctl_time(int64_t usec);
 /* ctl_json_text - JSON text S (a JSON column) as an object; a string when it does not parse */
@@ -100,5 +123,8 @@ int workers_cmd(const char *conf, int argc, char **argv);     /* talks to herald
 int cancel_cmd(const char *conf, int argc, char **argv);
 int parked_cmd(const char *conf, int argc, char **argv);      /* the broker, and MySQL */
 int template_cmd(const char *conf, int argc, char **argv);
+int purge_cmd(const char *conf, int argc, char **argv);
+int device_cmd(const char *conf, int argc, char **argv);
+int stats_cmd(const char *conf, int argc, char **argv);       /* the broker, MySQL and heraldd */
 
 #endif

@@ -78,13 +78,14 @@ static const struct db_stmt parked_stmts[P__N] = {
 };
 
 static const char parked_usage[] =
-	"usage: heraldctl parked list CHANNEL [--txid T] [--limit N]\n"
+	"usage: heraldctl parked list CHANNEL [--txid T] [--limit N] [--format json|table]\n"
 	"       heraldctl parked replay CHANNEL [--txid T] [--limit N]\n"
 	"       heraldctl parked drop CHANNEL [--txid T] [--limit N]\n"
 	"  list: one JSON line per parked message, nothing removed. replay: publish each again to\n"
 	"  the channel queue with a fresh attempt count and record it queued (messages that do not\n"
 	"  decode and the ledger's copies stay parked). drop: delete them. --txid: only that\n"
-	"  transaction's; --limit: at most N messages.\n";
+	"  transaction's; --limit: at most N messages.\n"
+	"  list " CTL_FORMAT_HELP;
 
 enum parked_op { PARKED_LIST, PARKED_REPLAY, PARKED_DROP };
 
@@ -102,6 +103,7 @@ struct parked {
 	/* counts */
 	long done, skipped, ledger, left;
 	struct json_object *problems;    /* replay: [{"txid","why"}] */
+	struct ctl_rows rows;            /* list: JSON Lines, or the rows of one table */
 };
 
 /* One message taken from the parking queue. */
@@ -288,7 +290,7 @@ static void parked_list_one(struct parked *p, const struct parked_msg *m)
 	json_object_object_add(o, "status", status);
 	if (m->note == NULL)
 		json_object_object_add(o, "error", json_object_new_string(m->why));
-	ctl_print(o);
+	ctl_rows_add(&p->rows, o);
 }
 
 /* parked_left - note that M stays parked because WHY (replay) */
@@ -653,9 +655,10 @@ static void parked_summary(struct parked *p)
 /* parked_args - the subcommand, CHANNEL and options of ARGV into P; 0, CTL_HELP or EX_USAGE */
 static int parked_args(struct parked *p, int argc, char **argv, char *txid)
 {
-	const char *tx = NULL, *limit = NULL, *pos[1];
+	const char *tx = NULL, *limit = NULL, *format = NULL, *pos[1];
 	const struct ctl_opt opts[] = {
-		{ "--txid", &tx, NULL }, { "--limit", &limit, NULL }, { NULL, NULL, NULL }
+		{ "--txid", &tx, NULL }, { "--limit", &limit, NULL }, { "--format", &format, NULL },
+		{ NULL, NULL, NULL }
 	};
 	char *end;
 	int np, rc;
@@ -678,6 +681,10 @@ static int parked_args(struct parked *p, int argc, char **argv, char *txid)
 		return rc;
 	if (np == 0)
 		return ctl_usage("parked", parked_usage, "CHANNEL is required");
+	if (format != NULL && p->op != PARKED_LIST)
+		return ctl_usage("parked", parked_usage, "--format is for parked list");
+	if ((rc = ctl_fmt_parse("parked", parked_usage, format, &p->rows.fmt)) != 0)
+		return rc;
 	if ((p->ch = conf_channel_parse(pos[0])) < 0)
 		return ctl_usage("parked", parked_usage, "'%s': unknown channel (email, sms, push,"
 		    " webhook)", pos[0]);
@@ -734,6 +741,7 @@ int parked_cmd(const char *conf, int argc, char **argv)
 		goto out;
 	p.problems = json_object_new_array();
 	rc = parked_walk(&p, count);
+	ctl_rows_end(&p.rows);
 	if (p.op != PARKED_LIST && (rc == 0 || p.done > 0 || p.left > 0))
 		parked_summary(&p);
 	if (rc == 0 && p.left > 0)

@@ -43,13 +43,15 @@ static const struct db_stmt prefs_stmts[P__N] = {
 };
 
 static const char prefs_usage[] =
-	"usage: heraldctl prefs get USER\n"
+	"usage: heraldctl prefs get USER [--format json|table]\n"
 	"       heraldctl prefs set USER KEY=true|false|on|off|default...\n"
 	"         KEY: CHANNEL (email, sms, push, webhook), CATEGORY or CATEGORY.CHANNEL\n"
 	"       heraldctl prefs apply-token TOKEN\n"
 	"         TOKEN: from an email's List-Unsubscribe link; turns its category off\n"
 	"       heraldctl pause USER [--until RFC3339]\n"
-	"       heraldctl unpause USER\n";
+	"       heraldctl unpause USER\n"
+	"  get --format table: one KEY VALUE row per stored preference\n"
+	CTL_FORMAT_HELP;
 
 /* prefs_key_check - 0 when KEY is CHANNEL, CATEGORY or CATEGORY.CHANNEL; else -1 and WHY */
 int prefs_key_check(const struct conf *c, const char *key, char *why, size_t whylen)
@@ -111,15 +113,15 @@ static int prefs_object(struct db *db, const char *id, struct json_object **out)
 	return 0;
 }
 
-/* prefs_print - print user ID's preferences as one JSON object */
-static int prefs_print(struct db *db, const char *id)
+/* prefs_print - print user ID's preferences as one JSON object (or a table in FMT) */
+static int prefs_print(struct db *db, const char *id, enum ctl_fmt fmt)
 {
 	struct json_object *o;
 	int rc;
 
 	if ((rc = prefs_object(db, id, &o)) != 0)
 		return rc;
-	ctl_print(o);
+	ctl_output(o, fmt, "key");
 	return 0;
 }
 
@@ -147,18 +149,23 @@ static int prefs_missing(const char *cmd, const char *id)
 /* prefs_get - "prefs get USER" */
 static int prefs_get(const char *conf, int argc, char **argv)
 {
-	const char *pos[1];
+	const char *pos[1], *format = NULL;
+	const struct ctl_opt opts[] = { { "--format", &format, NULL }, { NULL, NULL, NULL } };
+	enum ctl_fmt fmt = CTL_FMT_JSON;
 	struct db *db;
 	int np, rc;
 
-	if ((rc = prefs_open(conf, "prefs get", argc, argv, NULL, pos, 1, &np, &db)) != 0)
+	if ((rc = prefs_open(conf, "prefs get", argc, argv, opts, pos, 1, &np, &db)) != 0)
 		return rc < 0 ? EX_OK : rc;
+	if ((rc = ctl_fmt_parse("prefs get", prefs_usage, format, &fmt)) != 0)
+		goto out;
 	if ((rc = prefs_user(db, pos[0])) == 1)
-		rc = prefs_print(db, pos[0]) == 0 ? 0 : ctl_db_fail(db, DB_ERR);
+		rc = prefs_print(db, pos[0], fmt) == 0 ? 0 : ctl_db_fail(db, DB_ERR);
 	else if (rc == 0)
 		rc = prefs_missing("prefs get", pos[0]);
 	else
 		rc = ctl_db_fail(db, rc);
+out:
 	db_close(db);
 	return rc;
 }
@@ -246,7 +253,7 @@ static int prefs_set(const char *conf, int argc, char **argv)
 		if ((rc = prefs_set_once(db, pos[0], keys, vals, np - 1)) != DB_ERETRY)
 			break;
 	if (rc == 1)
-		rc = prefs_print(db, pos[0]) == 0 ? 0 : ctl_db_fail(db, DB_ERR);
+		rc = prefs_print(db, pos[0], CTL_FMT_JSON) == 0 ? 0 : ctl_db_fail(db, DB_ERR);
 	else if (rc == 0)
 		rc = prefs_missing("prefs set", pos[0]);
 	else

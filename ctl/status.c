@@ -41,9 +41,11 @@ static const struct db_stmt status_stmts[T__N] = {
 };
 
 static const char status_usage[] =
-	"usage: heraldctl status TXID [--trail]\n"
-	"       heraldctl history USER [--limit N] [--since RFC3339] [--batch B]\n"
-	"  history: newest first, at most N lines (default 50, at most 1000)\n";
+	"usage: heraldctl status TXID [--trail] [--format json|table]\n"
+	"       heraldctl history USER [--limit N] [--since RFC3339] [--batch B] [--format json|table]\n"
+	"  status: the status per channel (null: not requested); --trail adds the audit rows.\n"
+	"  history: newest first, at most N lines (default 50, at most 1000)\n"
+	CTL_FORMAT_HELP;
 
 /* status_str - a JSON string of column COL of statement ID's row, or NULL (JSON null) */
 static struct json_object *status_str(struct db *db, int id, unsigned col)
@@ -79,8 +81,49 @@ static int status_trail(struct db *db, int64_t nid, struct json_object **out)
 	return rc < 0 ? rc : 0;
 }
 
-/* status_get - print the statuses of TXID (and the trail); 0, 1 unknown, or a DB_ error */
-static int status_get(struct db *db, const char *txid, bool trail)
+/* status_table - O (status_get's object) as a CHANNEL STATUS table, then its trail (if any)
+ * as a second table after an empty line, one row per audit row; O is released */
+static void status_table(struct json_object *o)
+{
+	struct json_object *rows = json_object_new_array(), *trails = NULL;
+
+	json_object_object_foreach(o, k, v) {
+		struct json_object *row;
+
+		if (strcmp(k, "trail") == 0) {
+			trails = v;
+			continue;
+		}
+		row = json_object_new_object();
+		json_object_object_add(row, "channel", json_object_new_string(k));
+		json_object_object_add(row, "status", json_object_get(v));
+		json_object_array_add(rows, row);
+	}
+	ctl_table(rows);
+	if (trails != NULL) {
+		rows = json_object_new_array();
+		json_object_object_foreach(trails, ch, t) {
+			size_t i, n = json_object_array_length(t);
+
+			for (i = 0; i < n; i++) {
+				struct json_object *row = json_object_new_object();
+				struct json_object *audit = json_object_array_get_idx(t, i);
+
+				json_object_object_add(row, "channel", json_object_new_string(ch));
+				json_object_object_foreach(audit, k2, v2) {
+					json_object_object_add(row, k2, json_object_get(v2));
+				}
+				json_object_array_add(rows, row);
+			}
+		}
+		putchar('\n');
+		ctl_table(rows);
+	}
+	json_object_put(o);
+}
+
+/* status_get - print the statuses of TXID (and the trail) in FMT; 0, 1 unknown, or a DB_ error */
+static int status_get(struct db *db, const char *txid, bool trail, enum ctl_fmt fmt)
 {
 	struct json_object *o = json_object_new_object(), *trails = NULL;
 	int64_t nid[CONF_CHANNELS];
@@ -119,7 +162,10 @@ static int status_get(struct db *db, const char *txid, bool trail)
 				goto out;
 		}
 	}
-	ctl_print(o);
+	if (fmt == CTL_FMT_TABLE)
+		status_table(o);
+	else
+		ctl_print(o);
 	return 0;
 out:
 	json_object_put(o);
@@ -130,8 +176,11 @@ out:
 int status_cmd(const char *conf, int argc, char **argv)
 {
 	bool trail = false;
-	const struct ctl_opt opts[] = { { "--trail", NULL, &trail }, { NULL, NULL, NULL } };
-	const char *pos[1];
+	const char *pos[1], *format = NULL;
+	const struct ctl_opt opts[] = {
+		{ "--trail", NULL, &trail }, { "--format", &format, NULL }, { NULL, NULL, NULL }
+	};
+	enum ctl_fmt fmt;
 	char txid[TXID_LEN + 1];
 	struct db *db;
 	int np, rc;
@@ -140,6 +189,8 @@ int status_cmd(const char *conf, int argc, char **argv)
 		return rc == CTL_HELP ? EX_OK : rc;
 	if (np == 0)
 		return ctl_usage("status", status_usage, "TXID is required");
+	if ((rc = ctl_fmt_parse("status", status_usage, format, &fmt)) != 0)
+		return rc;
 	snprintf(txid, sizeof(txid), "%s", pos[0]);
 	if (strlen(pos[0]) != TXID_LEN || !txid_valid(ctl_lower(txid))) {
 		fprintf(stderr, "heraldctl status: '%s': not a transaction id (a canonical UUID)\n",
@@ -149,7 +200,7 @@ int status_cmd(const char *conf, int argc, char **argv)
 	}
 	if ((rc = ctl_db_open(conf, status_stmts, T__N, &db)) != 0)
 		return rc;
-	if ((rc = status_get(db, txid, trail)) == 1)
+	if ((rc = status_get(db, txid, trail, fmt)) == 1)
 		puts("{\"error\":\"invalid or expired transaction_id\"}");
 	else if (rc < 0)
 		rc = ctl_db_fail(db, rc);
@@ -182,11 +233,12 @@ static struct json_object *status_row(struct db *db)
 /* status_history_cmd - "heraldctl history USER [--limit N] [--since T] [--batch B]" */
 int status_history_cmd(const char *conf, int argc, char **argv)
 {
-	const char *limit = NULL, *since = NULL, *batch = NULL, *pos[1];
+	const char *limit = NULL, *since = NULL, *batch = NULL, *format = NULL, *pos[1];
 	const struct ctl_opt opts[] = {
 		{ "--limit", &limit, NULL }, { "--since", &since, NULL }, { "--batch", &batch, NULL },
-		{ NULL, NULL, NULL }
+		{ "--format", &format, NULL }, { NULL, NULL, NULL }
 	};
+	struct ctl_rows rows = { CTL_FMT_JSON, NULL };
 	long n = STATUS_LIMIT;
 	int64_t t = 0;
 	struct db *db;
@@ -207,6 +259,8 @@ int status_history_cmd(const char *conf, int argc, char **argv)
 	if (since != NULL && rfc3339_parse(since, &t) != 0)
 		return ctl_usage("history", status_usage, "--since '%s': not an RFC 3339 time"
 		    " (2026-11-22T09:00:00Z)", since);
+	if ((rc = ctl_fmt_parse("history", status_usage, format, &rows.fmt)) != 0)
+		return rc;
 	if (batch != NULL && (batch[0] == '\0' || strlen(batch) > STATUS_BATCH_MAX))
 		return ctl_usage("history", status_usage, "--batch: 1 to %d bytes", STATUS_BATCH_MAX);
 	if ((rc = ctl_db_open(conf, status_stmts, T__N, &db)) != 0)
@@ -214,8 +268,9 @@ int status_history_cmd(const char *conf, int argc, char **argv)
 	if ((rc = db_exec(db, T_HISTORY, DB_ARGS(db_str(pos[0]), db_time(t < 0 ? 0 : t),
 	    db_str(batch), db_str(batch), db_i64(n)))) == 0) {
 		while ((rc = db_fetch(db, T_HISTORY)) == 1)
-			ctl_print(status_row(db));
+			ctl_rows_add(&rows, status_row(db));
 	}
+	ctl_rows_end(&rows);
 	rc = rc < 0 ? ctl_db_fail(db, rc) : 0;
 	db_close(db);
 	return rc;

@@ -33,11 +33,13 @@ static const struct db_stmt suppress_stmts[S__N] = {
 };
 
 static const char suppress_usage[] =
-	"usage: heraldctl suppress list [--channel CH]\n"
+	"usage: heraldctl suppress list [--channel CH] [--format json|table]\n"
 	"       heraldctl suppress add ADDRESS [--channel CH] [--reason R] [--detail TEXT]\n"
 	"       heraldctl suppress remove ADDRESS [--channel CH]\n"
 	"  CH: email, sms, push (a device token) or webhook (a URL); without --channel an address\n"
-	"  with '@' is email, '+' and digits sms. R: [a-z0-9_], at most 32 (default manual).\n";
+	"  with '@' is email, '+' and digits sms. R: [a-z0-9_], at most 32 (default manual).\n"
+	"  list: one JSON line per suppressed address, or one table.\n"
+	CTL_FORMAT_HELP;
 
 /* suppress_channel - the channel of ADDR (CH given, or inferred) into *NAME after checking
  * ADDR, which email addresses are lower-cased in; 0, EX_USAGE or EX_DATAERR (printed) */
@@ -72,8 +74,9 @@ static int suppress_channel(const char *cmd, char *addr, const char *ch, const c
 }
 
 /* suppress_list - "suppress list [--channel CH]": JSON Lines */
-static int suppress_list(struct db *db, const char *ch)
+static int suppress_list(struct db *db, const char *ch, enum ctl_fmt fmt)
 {
+	struct ctl_rows rows = { fmt, NULL };
 	int rc;
 
 	if ((rc = db_exec(db, S_LIST, DB_ARGS(db_str(ch), db_str(ch)))) != 0)
@@ -87,19 +90,23 @@ static int suppress_list(struct db *db, const char *ch)
 		json_object_object_add(o, "reason", json_object_new_string(db_col_str(db, S_LIST, 2, NULL)));
 		json_object_object_add(o, "detail", detail ? json_object_new_string(detail) : NULL);
 		json_object_object_add(o, "created_at", ctl_time(db_col_time(db, S_LIST, 4)));
-		ctl_print(o);
+		ctl_rows_add(&rows, o);
 	}
+	ctl_rows_end(&rows);
 	return rc < 0 ? ctl_db_fail(db, rc) : 0;
 }
 
 /* suppress_cmd - "heraldctl suppress list|add|remove" */
 int suppress_cmd(const char *conf, int argc, char **argv)
 {
-	const char *ch = NULL, *reason = NULL, *detail = NULL, *pos[1], *name = NULL;
+	const char *ch = NULL, *reason = NULL, *detail = NULL, *pos[1], *name = NULL, *format = NULL;
 	const struct ctl_opt opts[] = {
 		{ "--channel", &ch, NULL }, { "--reason", &reason, NULL }, { "--detail", &detail, NULL },
 		{ NULL, NULL, NULL }
-	}, chopt[] = { { "--channel", &ch, NULL }, { NULL, NULL, NULL } };
+	}, chopt[] = { { "--channel", &ch, NULL }, { NULL, NULL, NULL } }, listopt[] = {
+		{ "--channel", &ch, NULL }, { "--format", &format, NULL }, { NULL, NULL, NULL }
+	};
+	enum ctl_fmt fmt;
 	char cmd[32], addr[SUPPRESS_ADDR_MAX * 2 + 2];
 	struct db *db = NULL;
 	int np, rc, sub;
@@ -113,11 +120,13 @@ int suppress_cmd(const char *conf, int argc, char **argv)
 	if (sub < 0)
 		return ctl_usage("suppress", suppress_usage, "unknown subcommand '%s'", argv[1]);
 	snprintf(cmd, sizeof(cmd), "suppress %s", argv[1]);
-	if ((rc = ctl_args(cmd, suppress_usage, argc - 2, argv + 2, sub == 1 ? opts : chopt, pos,
+	if ((rc = ctl_args(cmd, suppress_usage, argc - 2, argv + 2, sub == 1 ? opts : sub == 2 ? chopt : listopt, pos,
 	    sub == 0 ? 0 : 1, &np)) != 0)
 		return rc == CTL_HELP ? EX_OK : rc;
 	if (sub != 0 && np == 0)
 		return ctl_usage(cmd, suppress_usage, "ADDRESS is required");
+	if ((rc = ctl_fmt_parse(cmd, suppress_usage, format, &fmt)) != 0)
+		return rc;
 	if (sub == 0 && ch != NULL && conf_channel_parse(ch) < 0)
 		return ctl_usage(cmd, suppress_usage, "--channel '%s': not a channel (email, sms,"
 		    " push, webhook)", ch);
@@ -142,7 +151,7 @@ int suppress_cmd(const char *conf, int argc, char **argv)
 	if ((rc = ctl_db_open(conf, suppress_stmts, S__N, &db)) != 0)
 		return rc;
 	if (sub == 0) {
-		rc = suppress_list(db, ch);
+		rc = suppress_list(db, ch, fmt);
 	} else if (sub == 1) {
 		if ((rc = db_exec(db, S_PUT, DB_ARGS(db_str(addr), db_str(name), db_str(reason),
 		    db_str(detail), db_str(reason), db_str(detail)))) != 0)

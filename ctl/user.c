@@ -5,7 +5,10 @@
  * field that is absent stays as it is, null clears it (timezone: back to UTC); "devices",
  * "preferences" and "quiet_hours", when present, replace the user's whole set, so importing
  * the same file twice changes nothing. A device token belongs to one user: a record that
- * names a token another user holds moves it. Each record is one transaction.
+ * names a token another user holds moves it. user add is one transaction; user import writes
+ * USER_BATCH records per transaction (one commit, so one log flush, per batch rather than per
+ * record: 100,000 users in one run), and a record the database refuses is left out of its
+ * batch, which runs again without it.
  */
 #include "config.h"
 
@@ -25,7 +28,8 @@
 
 #define USER_LINE_MAX (1024 * 1024)    /* bytes of one import line */
 #define USER_DEVICES_MAX 100
-#define USER_TRIES 3                   /* runs of one record's transaction after a lost connection */
+#define USER_TRIES 3                   /* runs of one transaction after a lost connection */
+#define USER_BATCH 500                 /* import: records per transaction */
 #define USER_DELETE_BATCH 1000         /* notifications rows per DELETE of --erase-history */
 #define USER_PAUSED_FOREVER 253402300799000000LL   /* 9999-12-31 23:59:59 UTC */
 
@@ -104,9 +108,11 @@ static const char user_usage[] =
 	"                          [--timezone ZONE] [--locale L] [--webhook-url URL]\n"
 	"                          [--quiet-hours HH:MM-HH:MM]\n"
 	"       heraldctl user add --json RECORD    (the user show / import record; USER optional)\n"
-	"       heraldctl user show USER\n"
+	"       heraldctl user show USER [--format json|table]\n"
 	"       heraldctl user import FILE|-        (JSON Lines of records; idempotent upsert)\n"
-	"       heraldctl user delete USER [--erase-history]\n";
+	"       heraldctl user delete USER [--erase-history]\n"
+	"  show --format table: one FIELD VALUE row per field (devices, preferences as JSON)\n"
+	CTL_FORMAT_HELP;
 
 /* user_fail - set FIELD and WHY; -1 */
 static int user_fail(char *field, size_t fl, char *why, size_t wl, const char *f, const char *w)
@@ -300,8 +306,10 @@ static int user_parse(const struct conf *c, struct json_object *o, struct user_r
 	return 0;
 }
 
-/* user_put_devices - make R's devices the user's whole set (moving tokens others hold) */
-static int user_put_devices(struct db *db, const struct user_rec *r, uint64_t *changed)
+/* user_put_devices - make R's devices the user's whole set (moving tokens others hold); a
+ * user just inserted (!EXISTS) has no other devices to remove */
+static int user_put_devices(struct db *db, const struct user_rec *r, bool exists,
+    uint64_t *changed)
 {
 	size_t i, n = json_object_array_length(r->devices);
 	int rc, fr;
@@ -317,6 +325,8 @@ static int user_put_devices(struct db *db, const struct user_rec *r, uint64_t *c
 			return rc;
 		*changed += db_affected(db, U_DEV_PUT);
 	}
+	if (!exists)
+		return 0;
 	if ((rc = db_exec(db, U_DEV_LIST, DB_ARGS(db_str(r->id)))) != 0)
 		return rc;
 	while ((fr = db_fetch(db, U_DEV_LIST)) == 1) {
@@ -338,8 +348,9 @@ static int user_put_devices(struct db *db, const struct user_rec *r, uint64_t *c
 	return fr < 0 ? fr : 0;
 }
 
-/* user_put_prefs - make R's preferences the user's whole set */
-static int user_put_prefs(struct db *db, const struct user_rec *r, uint64_t *changed)
+/* user_put_prefs - make R's preferences the user's whole set (none to remove when !EXISTS) */
+static int user_put_prefs(struct db *db, const struct user_rec *r, bool exists,
+    uint64_t *changed)
 {
 	struct json_object *v;
 	int rc, fr;
@@ -352,6 +363,8 @@ static int user_put_prefs(struct db *db, const struct user_rec *r, uint64_t *cha
 			return rc;
 		*changed += db_affected(db, U_PREF_PUT);
 	}
+	if (!exists)
+		return 0;
 	if ((rc = db_exec(db, U_PREF_LIST, DB_ARGS(db_str(r->id)))) != 0)
 		return rc;
 	while ((fr = db_fetch(db, U_PREF_LIST)) == 1) {
@@ -366,24 +379,25 @@ static int user_put_prefs(struct db *db, const struct user_rec *r, uint64_t *cha
 	return fr < 0 ? fr : 0;
 }
 
-/* user_put_once - write R in one transaction; the outcome in *RES; 0 or a DB_ error */
-static int user_put_once(struct db *db, const struct user_rec *r, enum user_mode mode,
+/* user_write - write R inside the open transaction; the outcome in *RES (USER_EXISTS: ADD met
+ * an existing user and wrote nothing); 0 or a DB_ error */
+static int user_write(struct db *db, const struct user_rec *r, enum user_mode mode,
     enum user_result *res)
 {
 	uint64_t changed = 0;
 	bool exists;
-	int rc, i;
+	int rc = 0, i;
 	struct db_arg a[27];
 
-	if ((rc = db_begin(db)) != 0)
-		return rc;
-	if ((rc = db_exec(db, U_LOCK, DB_ARGS(db_str(r->id)))) != 0)
-		goto fail;
-	exists = db_fetch(db, U_LOCK) == 1;
-	if (exists && mode == USER_ADD) {
-		*res = USER_EXISTS;
-		db_rollback(db);
-		return 0;
+	/* add must not touch an existing user: look first. import learns it from the upsert
+	 * (affected rows 1: inserted; 2: changed; 0: unchanged), one round trip less per record. */
+	if (mode == USER_ADD) {
+		if ((rc = db_exec(db, U_LOCK, DB_ARGS(db_str(r->id)))) != 0)
+			return rc;
+		if (db_fetch(db, U_LOCK) == 1) {
+			*res = USER_EXISTS;
+			return 0;
+		}
 	}
 	a[0] = db_str(r->id);
 	for (i = 0; i < UF__N; i++) {
@@ -394,28 +408,40 @@ static int user_put_once(struct db *db, const struct user_rec *r, enum user_mode
 	a[8] = a[24] = r->paused_set ? db_time(r->paused) : db_null();
 	a[23] = db_i64(r->has_paused);
 	if ((rc = db_exec(db, U_UPSERT, a, 25)) != 0)
-		goto fail;
-	changed += db_affected(db, U_UPSERT);
-	if (r->devices != NULL && (rc = user_put_devices(db, r, &changed)) != 0)
-		goto fail;
-	if (r->prefs != NULL && (rc = user_put_prefs(db, r, &changed)) != 0)
-		goto fail;
+		return rc;
+	exists = db_affected(db, U_UPSERT) != 1;
+	if (exists)
+		changed += db_affected(db, U_UPSERT);
+	if (r->devices != NULL && (rc = user_put_devices(db, r, exists, &changed)) != 0)
+		return rc;
+	if (r->prefs != NULL && (rc = user_put_prefs(db, r, exists, &changed)) != 0)
+		return rc;
 	if (r->has_quiet && r->quiet_set)
 		rc = db_exec(db, U_QUIET_PUT, DB_ARGS(db_str(r->id), db_i64(r->qstart), db_i64(r->qend),
 		    db_i64(r->qstart), db_i64(r->qend)));
 	else if (r->has_quiet)
 		rc = db_exec(db, U_QUIET_DEL, DB_ARGS(db_str(r->id)));
 	if (rc != 0)
-		goto fail;
+		return rc;
 	if (r->has_quiet)
 		changed += db_affected(db, r->quiet_set ? U_QUIET_PUT : U_QUIET_DEL);
-	if ((rc = db_commit(db)) != 0)
-		return rc;
 	*res = !exists ? USER_ADDED : changed > 0 ? USER_UPDATED : USER_UNCHANGED;
 	return 0;
-fail:
-	db_rollback(db);
-	return rc;
+}
+
+/* user_put_once - write R in one transaction; the outcome in *RES; 0 or a DB_ error */
+static int user_put_once(struct db *db, const struct user_rec *r, enum user_mode mode,
+    enum user_result *res)
+{
+	int rc;
+
+	if ((rc = db_begin(db)) != 0)
+		return rc;
+	if ((rc = user_write(db, r, mode, res)) != 0 || *res == USER_EXISTS) {
+		db_rollback(db);
+		return rc;
+	}
+	return db_commit(db);
 }
 
 /* user_put - write R, running the transaction again after a lost connection or deadlock */
@@ -531,57 +557,153 @@ out:
 	return rc;
 }
 
-/* user_report - print "FILE:LINE: FIELD: WHY" for a rejected import line */
-static void user_report(const char *file, unsigned long line, const char *field, const char *why)
-{
-	fprintf(stderr, "%s:%lu: %s: %s\n", file, line, field, why);
-}
-
-/* user_import_line - parse and write line LINE (BUF, LEN bytes) of FILE; counts in N[];
- * 0, or an EX_ code when the database failed (the import stops) */
-static int user_import_line(struct db *db, const struct conf *c, const char *file,
-    unsigned long line, const char *buf, size_t len, unsigned long n[5])
-{
-	struct json_object *o;
+/* One line of an import batch: its record, or why it was rejected. */
+struct user_line {
+	unsigned long line;
+	struct json_object *o;       /* the parsed line (R borrows from it), or NULL */
 	struct user_rec r;
+	char *err;                   /* "FIELD: WHY" of a rejected line, or NULL */
 	enum user_result res;
-	char field[128], why[256];
-	int rc;
+};
 
-	if (ctl_json_parse(buf, len, &o, field, sizeof(field), why, sizeof(why)) != 0) {
-		user_report(file, line, field, why);
-		n[4]++;
-		return 0;
-	}
-	if (user_parse(c, o, &r, field, sizeof(field), why, sizeof(why)) != 0) {
-		user_report(file, line, field, why);
-		json_object_put(o);
-		n[4]++;
-		return 0;
-	}
-	rc = user_put(db, &r, USER_IMPORT, &res);
-	json_object_put(o);
-	if (rc != 0) {
-		if ((rc = ctl_db_fail(db, rc)) != EX_DATAERR) {
-			fprintf(stderr, "%s:%lu: database: %s: import stopped here\n", file, line,
-			    db_error(db));
-			return rc;
-		}
-		user_report(file, line, "database", db_error(db));
-		n[4]++;
-		return 0;
-	}
-	n[res]++;
+/* An import: the file, its counts, and the batch of lines not yet committed. */
+struct user_imp {
+	struct db *db;
+	const struct conf *c;
+	const char *file;
+	unsigned long n[5];          /* by enum user_result; [4] rejected */
+	struct user_line *b;         /* USER_BATCH entries */
+	size_t nb;
+};
+
+/* user_line_reject - mark L rejected with FIELD and WHY; 0, or -1 out of memory */
+static int user_line_reject(struct user_line *l, const char *field, const char *why)
+{
+	size_t len = strlen(field) + strlen(why) + 3;
+
+	free(l->err);
+	if ((l->err = malloc(len)) == NULL)
+		return -1;
+	snprintf(l->err, len, "%s: %s", field, why);
+	json_object_put(l->o);
+	l->o = NULL;
 	return 0;
 }
 
-/* user_import - "user import FILE|-": JSON Lines of records */
+/* user_batch_reset - release the batch's lines */
+static void user_batch_reset(struct user_imp *im)
+{
+	size_t i;
+
+	for (i = 0; i < im->nb; i++) {
+		json_object_put(im->b[i].o);
+		free(im->b[i].err);
+	}
+	im->nb = 0;
+}
+
+/* user_batch_report - print the rejected lines of the batch up to (not with) entry END */
+static void user_batch_report(const struct user_imp *im, size_t end)
+{
+	size_t i;
+
+	for (i = 0; i < end; i++)
+		if (im->b[i].err != NULL)
+			fprintf(stderr, "%s:%lu: %s\n", im->file, im->b[i].line, im->b[i].err);
+}
+
+/* user_batch_run - write the batch's records in one transaction; 0, 1 when a record was
+ * rejected by the database (marked: run again), DB_ERETRY, or an EX_ code (printed) */
+static int user_batch_run(struct user_imp *im)
+{
+	char why[512] = "";
+	size_t i;
+	int rc, ex;
+
+	if ((rc = db_begin(im->db)) != 0)
+		goto fail;
+	for (i = 0; i < im->nb; i++) {
+		struct user_line *l = &im->b[i];
+
+		if (l->o == NULL)
+			continue;
+		if ((rc = user_write(im->db, &l->r, USER_IMPORT, &l->res)) == 0)
+			continue;
+		snprintf(why, sizeof(why), "%s", db_error(im->db));   /* before the rollback */
+		ex = rc == DB_ERETRY ? EX_TEMPFAIL : ctl_db_fail(im->db, rc);
+		db_rollback(im->db);
+		if (ex == EX_DATAERR)   /* this record only: mark it, run the batch again without it */
+			return user_line_reject(l, "database", why) == 0 ? 1 : EX_OSERR;
+		goto stop;
+	}
+	if ((rc = db_commit(im->db)) == 0)
+		return 0;
+fail:
+	snprintf(why, sizeof(why), "%s", db_error(im->db));
+	ex = rc == DB_ERETRY ? EX_TEMPFAIL : ctl_db_fail(im->db, rc);
+stop:
+	if (rc == DB_ERETRY)
+		return rc;
+	user_batch_report(im, im->nb);
+	fprintf(stderr, "%s:%lu: database: %s: import stopped here (lines %lu and later not"
+	    " imported)\n", im->file, im->b[0].line, why, im->b[0].line);
+	return ex;
+}
+
+/* user_batch_flush - commit the batch (again after a lost connection or deadlock, without the
+ * records the database rejected), then report its rejected lines and count; 0 or an EX_ code */
+static int user_batch_flush(struct user_imp *im)
+{
+	size_t i;
+	int rc, tries = 0;
+
+	if (im->nb == 0)
+		return 0;
+	while ((rc = user_batch_run(im)) == 1 || rc == DB_ERETRY) {
+		if (rc == DB_ERETRY && ++tries >= USER_TRIES) {
+			user_batch_report(im, im->nb);
+			fprintf(stderr, "%s:%lu: database: %s: import stopped here (lines %lu and later"
+			    " not imported)\n", im->file, im->b[0].line, db_error(im->db), im->b[0].line);
+			return EX_TEMPFAIL;
+		}
+	}
+	if (rc != 0)
+		return rc;
+	user_batch_report(im, im->nb);
+	for (i = 0; i < im->nb; i++)
+		im->n[im->b[i].o != NULL ? (int)im->b[i].res : 4]++;
+	user_batch_reset(im);
+	return 0;
+}
+
+/* user_import_line - parse line LINE (BUF, LEN bytes) into the batch, flushing a full batch;
+ * 0, or an EX_ code when the database failed (the import stops) */
+static int user_import_line(struct user_imp *im, unsigned long line, const char *buf, size_t len)
+{
+	struct user_line *l = &im->b[im->nb++];
+	char field[128], why[256];
+
+	memset(l, 0, sizeof(*l));
+	l->line = line;
+	if (len > USER_LINE_MAX) {
+		snprintf(field, sizeof(field), "json");
+		snprintf(why, sizeof(why), "line longer than 1 MiB");
+	} else if (ctl_json_parse(buf, len, &l->o, field, sizeof(field), why, sizeof(why)) == 0 &&
+	    user_parse(im->c, l->o, &l->r, field, sizeof(field), why, sizeof(why)) == 0) {
+		field[0] = '\0';
+	}
+	if (field[0] != '\0' && user_line_reject(l, field, why) != 0)
+		return EX_OSERR;
+	return im->nb == USER_BATCH ? user_batch_flush(im) : 0;
+}
+
+/* user_import - "user import FILE|-": JSON Lines of records, USER_BATCH lines per transaction */
 static int user_import(const char *conf, int argc, char **argv)
 {
-	const char *pos[1], *file;
-	unsigned long n[5] = { 0 }, line = 0;
+	const char *pos[1];
+	struct user_imp im = { 0 };
+	unsigned long line = 0;
 	struct conf c = { 0 };
-	struct db *db = NULL;
 	FILE *fp = NULL;
 	char *buf = NULL;
 	size_t cap = 0;
@@ -592,12 +714,18 @@ static int user_import(const char *conf, int argc, char **argv)
 		return rc == CTL_HELP ? EX_OK : rc;
 	if (np == 0)
 		return ctl_usage("user import", user_usage, "FILE is required (- for stdin)");
-	file = strcmp(pos[0], "-") == 0 ? "stdin" : pos[0];
+	im.file = strcmp(pos[0], "-") == 0 ? "stdin" : pos[0];
+	im.c = &c;
 	if ((fp = strcmp(pos[0], "-") == 0 ? stdin : fopen(pos[0], "r")) == NULL) {
 		fprintf(stderr, "heraldctl user import: %s: %s\n", pos[0], strerror(errno));
 		return EX_NOINPUT;
 	}
-	if ((rc = ctl_conf(conf, &c)) != 0 || (rc = ctl_db_open(conf, user_stmts, U__N, &db)) != 0)
+	if ((im.b = calloc(USER_BATCH, sizeof(*im.b))) == NULL) {
+		fprintf(stderr, "heraldctl user import: out of memory\n");
+		rc = EX_OSERR;
+		goto out;
+	}
+	if ((rc = ctl_conf(conf, &c)) != 0 || (rc = ctl_db_open(conf, user_stmts, U__N, &im.db)) != 0)
 		goto out;
 	while ((len = getline(&buf, &cap, fp)) >= 0) {
 		line++;
@@ -605,12 +733,7 @@ static int user_import(const char *conf, int argc, char **argv)
 			buf[--len] = '\0';
 		if (strspn(buf, " \t") == (size_t)len)
 			continue;
-		if (len > USER_LINE_MAX) {
-			user_report(file, line, "json", "line longer than 1 MiB");
-			n[4]++;
-			continue;
-		}
-		if ((rc = user_import_line(db, &c, file, line, buf, (size_t)len, n)) != 0)
+		if ((rc = user_import_line(&im, line, buf, (size_t)len)) != 0)
 			goto out;
 	}
 	if (ferror(fp)) {
@@ -618,14 +741,19 @@ static int user_import(const char *conf, int argc, char **argv)
 		rc = EX_IOERR;
 		goto out;
 	}
-	printf("%s: %lu added, %lu updated, %lu unchanged, %lu rejected\n", file,
-	    n[USER_ADDED], n[USER_UPDATED], n[USER_UNCHANGED], n[4]);
-	rc = n[4] > 0 ? 1 : 0;
+	if ((rc = user_batch_flush(&im)) != 0)
+		goto out;
+	printf("%s: %lu added, %lu updated, %lu unchanged, %lu rejected\n", im.file,
+	    im.n[USER_ADDED], im.n[USER_UPDATED], im.n[USER_UNCHANGED], im.n[4]);
+	rc = im.n[4] > 0 ? 1 : 0;
 out:
+	if (im.b != NULL)
+		user_batch_reset(&im);
+	free(im.b);
 	free(buf);
 	if (fp != NULL && fp != stdin)
 		fclose(fp);
-	db_close(db);
+	db_close(im.db);
 	conf_free(&c);
 	return rc;
 }
@@ -668,15 +796,19 @@ static int user_show_rest(struct db *db, const char *id, struct json_object *o)
 /* user_show - "user show USER": the §8 record */
 static int user_show(const char *conf, int argc, char **argv)
 {
-	const char *pos[1];
+	const char *pos[1], *format = NULL;
+	const struct ctl_opt opts[] = { { "--format", &format, NULL }, { NULL, NULL, NULL } };
 	struct json_object *o = NULL, *paused;
 	struct db *db = NULL;
+	enum ctl_fmt fmt;
 	int np, rc, f, fr;
 
-	if ((rc = ctl_args("user show", user_usage, argc - 1, argv + 1, NULL, pos, 1, &np)) != 0)
+	if ((rc = ctl_args("user show", user_usage, argc - 1, argv + 1, opts, pos, 1, &np)) != 0)
 		return rc == CTL_HELP ? EX_OK : rc;
 	if (np == 0)
 		return ctl_usage("user show", user_usage, "USER is required");
+	if ((rc = ctl_fmt_parse("user show", user_usage, format, &fmt)) != 0)
+		return rc;
 	if ((rc = ctl_db_open(conf, user_stmts, U__N, &db)) != 0)
 		return rc;
 	if ((rc = db_exec(db, U_GET, DB_ARGS(db_str(pos[0])))) != 0 ||
@@ -705,7 +837,7 @@ static int user_show(const char *conf, int argc, char **argv)
 		rc = ctl_db_fail(db, rc);
 		goto out;
 	}
-	ctl_print(o);
+	ctl_output(o, fmt, "field");
 	o = NULL;
 out:
 	json_object_put(o);

@@ -31,12 +31,15 @@
 #define WORKERS_RETRY_MS 50          /* a full listen backlog: try connect again after this */
 
 static const char workers_usage[] =
-	"usage: heraldctl workers [--socket PATH]\n"
+	"usage: heraldctl workers [--socket PATH] [--format json|table]\n"
 	"       heraldctl workers [--socket PATH] CHANNEL N\n"
 	"  Without arguments: heraldd's workers per channel (configured, running, draining, state)\n"
 	"  as one JSON line. CHANNEL N (email, sms, push, webhook; N 0 to 256) sets the channel's\n"
 	"  worker count live: new workers start, removed ones finish their deliveries and exit.\n"
-	"  --socket: heraldd's control socket (default: heraldd.control of the config file).\n";
+	"  --socket: heraldd's control socket (default: heraldd.control of the config file).\n"
+	"  --format table: heraldd's pid and generation, then one row per channel, the ledger and\n"
+	"  the outbox worker (NAME WORKERS RUNNING DRAINING STATE REASON).\n"
+	CTL_FORMAT_HELP;
 
 /* One exchange with heraldd: the socket, where it is and when it must be over. */
 struct workers_conn {
@@ -238,8 +241,55 @@ static void workers_put_text(const char *s, size_t len)
 		fputc((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], stderr);
 }
 
+/* workers_table - heraldd's answer O as a table, released: "heraldd pid P, generation G", an
+ * empty line, then one row per channel, the ledger and the outbox worker (NAME WORKERS RUNNING
+ * DRAINING STATE REASON); an answer of another shape (CHANNEL N) as KEY VALUE rows */
+static void workers_table(struct json_object *o)
+{
+	struct json_object *chs, *rows, *v;
+	static const char *const others[] = { "ledger", "outbox" };
+	size_t i;
+
+	if (!json_object_object_get_ex(o, "channels", &chs) ||
+	    !json_object_is_type(chs, json_type_object)) {
+		ctl_output(o, CTL_FMT_TABLE, "key");
+		return;
+	}
+	rows = json_object_new_array();
+	{
+		json_object_object_foreach(chs, name, k) {
+			struct json_object *row = json_object_new_object();
+
+			json_object_object_add(row, "name", json_object_new_string(name));
+			json_object_object_foreach(k, f, fv) {
+				json_object_object_add(row, f, json_object_get(fv));
+			}
+			json_object_array_add(rows, row);
+		}
+	}
+	for (i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		struct json_object *row;
+
+		if (!json_object_object_get_ex(o, others[i], &v) ||
+		    !json_object_is_type(v, json_type_object))
+			continue;
+		row = json_object_new_object();
+		json_object_object_add(row, "name", json_object_new_string(others[i]));
+		json_object_object_foreach(v, f, fv) {
+			json_object_object_add(row, f, json_object_get(fv));
+		}
+		json_object_array_add(rows, row);
+	}
+	printf("heraldd pid %s, generation %s\n\n",
+	    json_object_object_get_ex(o, "pid", &v) ? json_object_get_string(v) : "?",
+	    json_object_object_get_ex(o, "generation", &v) ? json_object_get_string(v) : "?");
+	json_object_put(o);
+	ctl_table(rows);
+}
+
 /* workers_answer - check the answer line BUF[0..LEN) of W, print it or its error; exit code */
-static int workers_answer(const struct workers_conn *w, const char *buf, size_t len)
+static int workers_answer(const struct workers_conn *w, const char *buf, size_t len,
+    enum ctl_fmt fmt)
 {
 	struct json_object *o = NULL, *err;
 	char field[128], why[256];
@@ -273,6 +323,14 @@ static int workers_answer(const struct workers_conn *w, const char *buf, size_t 
 		fputc('\n', stderr);
 		json_object_put(o);
 		return EX_DATAERR;
+	}
+	if (fmt == CTL_FMT_TABLE) {
+		workers_table(o);
+		if (fflush(stdout) != 0) {
+			fprintf(stderr, "heraldctl: workers: standard output: %s\n", strerror(errno));
+			return EX_IOERR;
+		}
+		return EX_OK;
 	}
 	json_object_put(o);
 	if (fwrite(buf, 1, len, stdout) != len || putchar('\n') == EOF || fflush(stdout) != 0) {
@@ -324,8 +382,11 @@ static int workers_request(const char **pos, int np, char *req, size_t size)
 /* workers_cmd - "heraldctl workers [--socket PATH] [CHANNEL N]" */
 int workers_cmd(const char *conf, int argc, char **argv)
 {
-	const char *sock = NULL, *pos[2];
-	const struct ctl_opt opts[] = { { "--socket", &sock, NULL }, { NULL, NULL, NULL } };
+	const char *sock = NULL, *format = NULL, *pos[2];
+	const struct ctl_opt opts[] = {
+		{ "--socket", &sock, NULL }, { "--format", &format, NULL }, { NULL, NULL, NULL }
+	};
+	enum ctl_fmt fmt;
 	struct workers_conn w = { .fd = -1 };
 	struct conf c = { 0 };
 	char req[WORKERS_REQ_MAX], from[PATH_MAX + 32], *answer = NULL;
@@ -335,6 +396,8 @@ int workers_cmd(const char *conf, int argc, char **argv)
 	if ((rc = ctl_args("workers", workers_usage, argc - 1, argv + 1, opts, pos, 2, &np)) != 0)
 		return rc == CTL_HELP ? EX_OK : rc;
 	if ((rc = workers_request(pos, np, req, sizeof(req))) != 0)
+		return rc;
+	if ((rc = ctl_fmt_parse("workers", workers_usage, format, &fmt)) != 0)
 		return rc;
 	if (sock == NULL) {
 		if ((rc = ctl_conf(conf, &c)) != 0)
@@ -361,7 +424,7 @@ int workers_cmd(const char *conf, int argc, char **argv)
 	    (rc = workers_send(&w, req, strlen(req), np != 0)) != 0 ||
 	    (rc = workers_recv(&w, answer, WORKERS_ANSWER_MAX + 1, &len, np != 0)) != 0)
 		goto out;
-	rc = workers_answer(&w, answer, len);
+	rc = workers_answer(&w, answer, len, fmt);
 out:
 	if (w.fd >= 0 && close(w.fd) != 0 && rc == EX_OK) {
 		fprintf(stderr, "heraldctl: workers: close: %s\n", strerror(errno));
