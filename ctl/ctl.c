@@ -15,6 +15,7 @@
 #include "ctl.h"
 #include "db.h"
 #include "jsoncheck.h"
+#include "privs.h"
 #include "rfc3339.h"
 #include "url.h"
 
@@ -99,8 +100,15 @@ int ctl_conf(const char *conf, struct conf *c)
 {
 	struct conf_error err;
 
+	char perr[1024];
+
 	if (conf_load(conf_path(conf), c, &err) != 0) {
 		fprintf(stderr, "heraldctl: %s\n", err.msg);
+		return EX_CONFIG;
+	}
+	if (privs_secrets(c, perr, sizeof perr) < 0) {
+		fprintf(stderr, "heraldctl: %s\n", perr);
+		conf_free(c);
 		return EX_CONFIG;
 	}
 	return 0;

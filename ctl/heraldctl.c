@@ -15,6 +15,7 @@
 #include "ctl.h"
 #include "db.h"
 #include "log.h"
+#include "privs.h"
 #include "url.h"
 
 static const char heraldctl_usage[] =
@@ -84,9 +85,15 @@ int ctl_mysql_url(const char *conf, struct url *out, struct db_opts *opts)
 	struct conf_error err;
 	int rc = EX_CONFIG;
 
+	char perr[1024];
+
 	if (conf_load(conf_path(conf), &c, &err) != 0) {
 		fprintf(stderr, "heraldctl: %s\n", err.msg);
 		return EX_CONFIG;
+	}
+	if (privs_secrets(&c, perr, sizeof perr) < 0) {
+		fprintf(stderr, "heraldctl: %s\n", perr);
+		goto out;
 	}
 	if (conf_require(&c, "mysql", &err) != 0) {
 		fprintf(stderr, "heraldctl: %s (or set HERALD_MYSQL_URL=mysql://user:pass@host:port/db)\n", err.msg);

@@ -41,7 +41,7 @@ broker = { prefetch = 20; };
 log = { level = "info"; };
 metrics = { listen = "127.0.0.1:$port"; depth_interval = 1; };
 autoscale = { ${2:-interval = 1; up_depth = 100; down_depth = 0; sustain = 2; cooldown = 3;} };
-heraldd = { control = "$tmp/$1.sock"; grace = 5; respawn_backoff_max = 2; };
+heraldd = { user = "root"; control = "$tmp/$1.sock"; grace = 5; respawn_backoff_max = 2; };
 channels = { webhook = { workers = 1; workers_min = 1; workers_max = 4; allow_private = true;
 	in_flight = 20; providers = ( { name = "hooks"; type = "webhook"; timeout = 30; } ); }; };
 EOF

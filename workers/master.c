@@ -27,6 +27,7 @@
 #include "master.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "privs.h"
 #include "prov.h"
 #include "rfc3339.h"
 #include "scheduler.h"
@@ -550,6 +551,7 @@ static void master_reload_cb(struct ev_loop *loop, ev_signal *s, int revents)
 	struct conf *nc;
 	struct conf_error err;
 	struct child *c;
+	char perr[1024];
 	int kind;
 
 	(void)loop;
@@ -564,6 +566,13 @@ static void master_reload_cb(struct ev_loop *loop, ev_signal *s, int revents)
 	    conf_require(nc, "mysql", &err) != 0) {
 		log_error("event=reload_refused err=\"%s\" note=\"the running configuration stays\"",
 		    err.msg);
+		conf_free(nc);
+		free(nc);
+		return;
+	}
+	if (privs_secrets(nc, perr, sizeof perr) < 0) {
+		log_error("event=reload_refused err=\"%s\" note=\"the running configuration stays\"",
+		    perr);
 		conf_free(nc);
 		free(nc);
 		return;
@@ -694,21 +703,6 @@ static const struct control_ops master_control_ops = {
 	.set_workers = master_set_workers,
 };
 
-/* master_pidfile - write our pid to PATH (when set) */
-static int master_pidfile(const char *path)
-{
-	FILE *f;
-
-	if (path == NULL)
-		return 0;
-	if ((f = fopen(path, "w")) == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 ||
-	    fclose(f) != 0) {
-		log_error("event=pidfile_failed path=%s err=\"%s\"", path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 /* master_main - supervise until stopped */
 int master_main(const char *path, struct conf *c)
 {
@@ -735,7 +729,9 @@ int master_main(const char *path, struct conf *c)
 		free(c);
 		return EX_CANTCREAT;
 	}
-	if (master_pidfile(c->heraldd.pidfile) < 0) {
+	/* what needs root is open: from here on heraldd runs as heraldd.user (§9) */
+	if (privs_pidfile(c->heraldd.pidfile) < 0 ||
+	    privs_drop(c->heraldd.pidfile, c->heraldd.control, c->log.file) < 0) {
 		control_close(m.ctl, 1);
 		conf_free(c);
 		free(c);

@@ -16,7 +16,7 @@ mconf() {
 broker = { prefetch = 20; };
 log = { level = "info"; };
 metrics = { listen = "${MCONF_METRICS:-}"; depth_interval = 1; };
-heraldd = { control = "$tmp/$1.sock"; grace = 5; respawn_backoff_max = 2; };
+heraldd = { user = "root"; control = "$tmp/$1.sock"; grace = 5; respawn_backoff_max = 2; };
 channels = { webhook = { workers = $2; allow_private = true; in_flight = ${MCONF_IN_FLIGHT:-20};
 	providers = ( { name = "hooks"; type = "webhook"; timeout = ${MCONF_TIMEOUT:-30}; } ); }; };
 ${3:-}
