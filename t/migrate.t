@@ -114,8 +114,8 @@ dump | grep -v '^[0-9]*	' > "$tmp/conc"
 grep -v '^[0-9]*	' "$tmp/before" | cmp -s - "$tmp/conc"
 ok $? "and the schema is the same as a single run's"
 
-"$ctl" stats > /dev/null 2>&1
-is $? 64 "commands not yet written exit 64"
+"$ctl" frobnicate > "$tmp/unknown" 2>&1
+is "$?/$(grep -c "unknown command 'frobnicate'" "$tmp/unknown")" 64/1 "an unknown command exits 64, naming it"
 HERALD_MYSQL_URL= "$ctl" db version > /dev/null 2>&1
 is $? 78 "no MySQL URL: EX_CONFIG"
 HERALD_MYSQL_URL=mysql://herald:herald@127.0.0.1:1/herald "$ctl" db version > /dev/null 2>&1
