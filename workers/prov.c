@@ -422,3 +422,13 @@ int prov_header(struct prov_call *call, const char *line)
 	call->headers = l;
 	return 0;
 }
+
+bool prov_token_ok(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (*s <= 0x20 || *s >= 0x7f)
+			return false;
+	return true;
+}

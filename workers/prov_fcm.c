@@ -115,17 +115,6 @@ static bool fcm_project_ok(const char *s)
 	return true;
 }
 
-/* fcm_header_ok - S is non-empty printable ASCII without spaces (safe in a header) */
-static bool fcm_header_ok(const char *s)
-{
-	if (s == NULL || *s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if (*s <= 0x20 || *s >= 0x7f)
-			return false;
-	return true;
-}
-
 /* fcm_read - the file PATH, NUL-terminated, into *OUT (*LEN bytes); 0, or -1 with ERR */
 static int fcm_read(const char *path, char **out, size_t *len, char *err, size_t errlen)
 {
@@ -227,7 +216,7 @@ static int fcm_account(struct prov *p, struct fcm *f, struct json_object *sa, co
 		return -1;
 	}
 	kid = fcm_str(sa, "private_key_id");
-	if (json_object_object_get_ex(sa, "private_key_id", &v) && !fcm_header_ok(kid)) {
+	if (json_object_object_get_ex(sa, "private_key_id", &v) && !prov_token_ok(kid)) {
 		snprintf(err, errlen, "service_account_file %s: private_key_id is not a key id", path);
 		return -1;
 	}
@@ -405,7 +394,7 @@ static int fcm_token_take(struct prov *p, struct fcm *f, const struct prov_call 
 	int64_t life = FCM_ASSERTION_LIFE;
 	double early;
 
-	if (!fcm_header_ok(tok) || strlen(tok) >= FCM_TOKEN_MAX) {
+	if (!prov_token_ok(tok) || strlen(tok) >= FCM_TOKEN_MAX) {
 		json_object_put(o);
 		r->outcome = PROV_TRANSIENT;
 		snprintf(r->detail, sizeof r->detail, "FCM token request: HTTP %ld without a usable "

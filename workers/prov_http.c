@@ -65,17 +65,6 @@ static bool http_hdr_ok(const char *s)
 	return true;
 }
 
-/* http_token_ok - S is non-empty printable ASCII without spaces */
-static bool http_token_ok(const char *s)
-{
-	if (s == NULL || *s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if (*s <= 0x20 || *s >= 0x7f)
-			return false;
-	return true;
-}
-
 /* http_e164 - S is "+" and 2-15 digits, the first not 0 */
 static bool http_e164(const char *s)
 {
@@ -302,7 +291,7 @@ static int http_init(struct prov *p, char *err, size_t errlen)
 		    "json needs POST or PUT");
 		goto fail;
 	}
-	if (h->auth == CONF_AUTH_BEARER && (cp->token == NULL || !http_token_ok(cp->token))) {
+	if (h->auth == CONF_AUTH_BEARER && (cp->token == NULL || !prov_token_ok(cp->token))) {
 		snprintf(err, errlen, "token: required for auth = \"bearer\", printable without "
 		    "spaces");
 		goto fail;
@@ -436,7 +425,7 @@ static int http_start(struct prov *p, const struct prov_msg *m, struct prov_call
 		return prov_fail(r, PROV_PERMANENT, "address is not an E.164 phone number");
 	if (m->text == NULL)
 		return prov_fail(r, PROV_PERMANENT, "no SMS body");
-	if (!http_token_ok(m->identity) || strlen(m->identity) > HTTP_ID_MAX)
+	if (!prov_token_ok(m->identity) || strlen(m->identity) > HTTP_ID_MAX)
 		return prov_fail(r, PROV_PERMANENT, "message identity unusable as idempotency key");
 	if (m->client != NULL && m->client->sms_sender != NULL)
 		from = m->client->sms_sender;

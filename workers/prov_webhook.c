@@ -175,17 +175,6 @@ static char *webhook_body(const struct prov_msg *m)
 	return body;
 }
 
-/* webhook_token_ok - S is non-empty printable ASCII without spaces (safe in a header) */
-static bool webhook_token_ok(const char *s)
-{
-	if (s == NULL || *s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if (*s <= 0x20 || *s >= 0x7f)
-			return false;
-	return true;
-}
-
 /* webhook_start - the signed POST of M to its address */
 static int webhook_start(struct prov *p, const struct prov_msg *m, struct prov_call **callp,
 	struct prov_result *r)
@@ -205,7 +194,7 @@ static int webhook_start(struct prov *p, const struct prov_msg *m, struct prov_c
 		return prov_fail(r, PROV_PERMANENT, "no webhook URL");
 	if (!prov_url_ok(m->address))
 		return prov_fail(r, PROV_PERMANENT, "webhook URL is not a valid http(s) URL");
-	if (!webhook_token_ok(m->identity) || strlen(m->identity) > 200)
+	if (!prov_token_ok(m->identity) || strlen(m->identity) > 200)
 		return prov_fail(r, PROV_PERMANENT, "message identity unusable as webhook-id");
 	if (m->client != NULL && m->client->webhook_secrets.n > 0)
 		secrets = &m->client->webhook_secrets;
