@@ -495,11 +495,17 @@ static int db_migrate_version(struct db_migrate *m)
 	return 0;
 }
 
+static const char db_migrate_usage_text[] =
+	"usage: heraldctl [-c CONF] db migrate [--dry-run]\n"
+	"       heraldctl [-c CONF] db version\n"
+	"  migrate   apply the pending sql/NNNN_*.sql migrations (idempotent; concurrent runs wait\n"
+	"            for each other); --dry-run lists them\n"
+	"  version   print the schema version of the database\n";
+
 /* db_migrate_usage - the db commands' usage on stderr; EX_USAGE */
 static int db_migrate_usage(void)
 {
-	fprintf(stderr, "usage: heraldctl [-c CONF] db migrate [--dry-run]\n"
-	    "       heraldctl [-c CONF] db version\n");
+	fputs(db_migrate_usage_text, stderr);
 	return EX_USAGE;
 }
 
@@ -510,6 +516,11 @@ int db_migrate_cmd(const char *conf, int argc, char **argv)
 	bool dry_run = false, migrate;
 	int i, rc;
 
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(db_migrate_usage_text, stdout);
+			return EX_OK;
+		}
 	if (argc < 2)
 		return db_migrate_usage();
 	migrate = strcmp(argv[1], "migrate") == 0;

@@ -8,7 +8,7 @@
 need_ctl
 sqldir=$HERALD_SQL_DIR
 client=$(command -v mariadb || command -v mysql) || bail "no mariadb/mysql client"
-plan 28
+plan 29
 
 tmp=$(mktemp -d /tmp/herald-migrate.XXXXXX)
 
@@ -116,6 +116,12 @@ ok $? "and the schema is the same as a single run's"
 
 "$ctl" frobnicate > "$tmp/unknown" 2>&1
 is "$?/$(grep -c "unknown command 'frobnicate'" "$tmp/unknown")" 64/1 "an unknown command exits 64, naming it"
+bad=""
+for c in db status history user device prefs pause unpause caps suppress template cancel stats workers \
+	parked purge; do
+	"$ctl" $c --help > "$tmp/help" 2>&1 && grep -q '^usage: heraldctl' "$tmp/help" || bad="$bad $c"
+done
+is "$bad" "" "every heraldctl command answers --help with its usage and exit 0"
 HERALD_MYSQL_URL= "$ctl" db version > /dev/null 2>&1
 is $? 78 "no MySQL URL: EX_CONFIG"
 HERALD_MYSQL_URL=mysql://herald:herald@127.0.0.1:1/herald "$ctl" db version > /dev/null 2>&1
