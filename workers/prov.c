@@ -432,3 +432,14 @@ bool prov_token_ok(const char *s)
 			return false;
 	return true;
 }
+
+void prov_post(struct prov_call *call, const char *url, size_t len)
+{
+	if (url != NULL)
+		curl_easy_setopt(call->easy, CURLOPT_URL, url);
+	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDS, call->body);
+	curl_easy_setopt(call->easy, CURLOPT_USERAGENT, "herald/" PACKAGE_VERSION);
+	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers);
+}

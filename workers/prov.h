@@ -147,6 +147,9 @@ int prov_retry_after_parse(const char *v, time_t now);
 bool prov_url_ok(const char *u);
 /* prov_fail - a refusal before sending (for start()): OUTCOME with DETAIL into R; -1 */
 int prov_fail(struct prov_result *r, enum prov_outcome outcome, const char *detail);
+/* prov_post - make CALL a POST of its body (LEN bytes) to URL (NULL: the URL already set) with
+ * its header list and herald's User-Agent */
+void prov_post(struct prov_call *call, const char *url, size_t len);
 /* prov_token_ok - S is non-empty printable ASCII without spaces (safe as a header value) */
 bool prov_token_ok(const char *s);
 /* prov_header - append the header LINE ("Name: value") to CALL's list; 0, or -1 on ENOMEM */

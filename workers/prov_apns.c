@@ -426,11 +426,7 @@ static int apns_start(struct prov *p, const struct prov_msg *m, struct prov_call
 	curl_easy_setopt(call->easy, CURLOPT_HTTP_VERSION, strncasecmp(a->base, "https:", 6) == 0
 	    ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
 	curl_easy_setopt(call->easy, CURLOPT_PIPEWAIT, 1L);    /* share one connection */
-	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(call->body));
-	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDS, call->body);
-	curl_easy_setopt(call->easy, CURLOPT_USERAGENT, "herald/" PACKAGE_VERSION);
-	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers);
+	prov_post(call, NULL, strlen(call->body));
 	curl_easy_setopt(call->easy, CURLOPT_HEADERFUNCTION, apns_header_cb);
 	curl_easy_setopt(call->easy, CURLOPT_HEADERDATA, ac);
 	*callp = call;

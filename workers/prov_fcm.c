@@ -464,12 +464,7 @@ static int fcm_token(struct prov *p, struct fcm *f, struct prov_result *r)
 		call->headers = l;
 	if ((l = curl_slist_append(call->headers, "Expect:")) != NULL)
 		call->headers = l;
-	curl_easy_setopt(call->easy, CURLOPT_URL, f->token_url);
-	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDS, call->body);
-	curl_easy_setopt(call->easy, CURLOPT_USERAGENT, "herald/" PACKAGE_VERSION);
-	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers);
+	prov_post(call, f->token_url, len);
 	f->ntokens++;
 	rc = curl_easy_perform(call->easy);
 	prov_http_outcome(call, rc, r);
@@ -644,12 +639,7 @@ static int fcm_start(struct prov *p, const struct prov_msg *m, struct prov_call 
 	if (prov_header(call, "Content-Type: application/json; charset=UTF-8") < 0 ||
 	    prov_header(call, "Expect:") < 0)
 		goto oom;
-	curl_easy_setopt(call->easy, CURLOPT_URL, f->send_url);
-	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(call->body));
-	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDS, call->body);
-	curl_easy_setopt(call->easy, CURLOPT_USERAGENT, "herald/" PACKAGE_VERSION);
-	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers);
+	prov_post(call, f->send_url, strlen(call->body));
 	*callp = call;
 	return 0;
 oom:

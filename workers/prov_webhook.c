@@ -229,12 +229,7 @@ static int webhook_start(struct prov *p, const struct prov_msg *m, struct prov_c
 		log_debug("event=webhook_unsigned provider=%s id=%s msg=\"no secret configured\"",
 		    p->name, m->identity);
 	}
-	curl_easy_setopt(call->easy, CURLOPT_URL, m->address);
-	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDS, call->body);
-	curl_easy_setopt(call->easy, CURLOPT_USERAGENT, "herald/" PACKAGE_VERSION);
-	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers);
+	prov_post(call, m->address, len);
 	*callp = call;
 	return 0;
 oom:
