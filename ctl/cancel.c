@@ -318,9 +318,9 @@ int cancel_cmd(const char *conf, int argc, char **argv)
 	if ((np == 0) == (batch == NULL))
 		return ctl_usage("cancel", cancel_usage, "give either TXID or --batch B");
 	if (batch != NULL && (batch[0] == '\0' || strlen(batch) > CANCEL_BATCH_MAX ||
-	    !ctl_text_ok(batch, CANCEL_BATCH_MAX)))
+	    !ctl_text_ok(batch, CANCEL_BATCH_MAX) || batch[strlen(batch) - 1] == ' '))
 		return ctl_usage("cancel", cancel_usage, "--batch: 1 to %d bytes of text without"
-		    " control characters", CANCEL_BATCH_MAX);
+		    " control characters or a trailing space", CANCEL_BATCH_MAX);
 	if (batch == NULL) {
 		snprintf(txid, sizeof txid, "%s", pos[0]);
 		if (strlen(pos[0]) != TXID_LEN || !txid_valid(ctl_lower(txid)))

@@ -229,10 +229,12 @@ bool ctl_text_ok(const char *s, size_t maxchars)
 	return true;
 }
 
-/* ctl_user_id_ok - S is a user id: 1-191 bytes of text */
+/* ctl_user_id_ok - S is a user id: 1-191 bytes of text, no trailing space (the database's
+ * collations pad with spaces: "a " would find or overwrite the user "a") */
 bool ctl_user_id_ok(const char *s)
 {
-	return s[0] != '\0' && strlen(s) <= CTL_USER_ID_MAX && ctl_text_ok(s, CTL_USER_ID_MAX);
+	return s[0] != '\0' && strlen(s) <= CTL_USER_ID_MAX && ctl_text_ok(s, CTL_USER_ID_MAX) &&
+	    s[strlen(s) - 1] != ' ';
 }
 
 /* ctl_client_ok - S is a client id: [A-Za-z0-9_.-]{1,64} (the producer's rule) */

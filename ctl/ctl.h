@@ -87,7 +87,7 @@ int ctl_json_parse(const char *s, size_t len, struct json_object **out, char *fi
 
 /* ctl_text_ok - S is UTF-8 of at most MAXCHARS characters without control characters */
 bool ctl_text_ok(const char *s, size_t maxchars);
-/* ctl_user_id_ok - S is a user id: 1-191 bytes of text */
+/* ctl_user_id_ok - S is a user id: 1-191 bytes of text, no trailing space */
 bool ctl_user_id_ok(const char *s);
 /* ctl_client_ok - S is a client id: [A-Za-z0-9_.-]{1,64} */
 bool ctl_client_ok(const char *s);

@@ -122,7 +122,7 @@ static int device_add(const char *conf, int argc, char **argv)
 		    platform);
 	if (!ctl_user_id_ok(pos[0])) {
 		fprintf(stderr, "heraldctl device add: USER: must be 1-191 bytes of text without"
-		    " control characters\n");
+		    " control characters or a trailing space\n");
 		return EX_DATAERR;
 	}
 	if (!ctl_token_ok(token)) {

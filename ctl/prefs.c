@@ -87,6 +87,8 @@ static int prefs_user(struct db *db, const char *id)
 {
 	int rc;
 
+	if (!ctl_user_id_ok(id))
+		return 0;                /* no such user can exist ("a " would find "a") */
 	if ((rc = db_exec(db, P_USER, DB_ARGS(db_str(id)))) != 0)
 		return rc;
 	return db_fetch(db, P_USER);

@@ -249,6 +249,9 @@ int status_history_cmd(const char *conf, int argc, char **argv)
 		return rc == CTL_HELP ? EX_OK : rc;
 	if (np == 0)
 		return ctl_usage("history", status_usage, "USER is required");
+	if (!ctl_user_id_ok(pos[0]))
+		return ctl_usage("history", status_usage, "USER: 1-%d bytes of text without control"
+		    " characters or a trailing space", CTL_USER_ID_MAX);
 	if (limit != NULL) {
 		errno = 0;
 		n = strtol(limit, &end, 10);

@@ -29,6 +29,8 @@
 #define USER_LINE_MAX (1024 * 1024)    /* bytes of one import line */
 #define USER_DEVICES_MAX 100
 #define USER_TRIES 3                   /* runs of one transaction after a lost connection */
+#define USER_ID_RULE \
+	"must be a string of 1-191 bytes without control characters or a trailing space"
 #define USER_BATCH 500                 /* import: records per transaction */
 #define USER_DELETE_BATCH 1000         /* notifications rows per DELETE of --erase-history */
 #define USER_PAUSED_FOREVER 253402300799000000LL   /* 9999-12-31 23:59:59 UTC */
@@ -262,8 +264,7 @@ static int user_parse(const struct conf *c, struct json_object *o, struct user_r
 	if (!json_object_object_get_ex(o, "user_id", &v))
 		return user_fail(field, fl, why, wl, "user_id", "required");
 	if (!json_object_is_type(v, json_type_string) || !ctl_user_id_ok(json_object_get_string(v)))
-		return user_fail(field, fl, why, wl, "user_id", "must be a string of 1-191 bytes"
-		    " without control characters");
+		return user_fail(field, fl, why, wl, "user_id", USER_ID_RULE);
 	r->id = json_object_get_string(v);
 	json_object_object_foreach(o, key, val) {
 		for (f = 0; f < UF__N && strcmp(key, user_fields[f]) != 0; f++)
@@ -807,6 +808,8 @@ static int user_show(const char *conf, int argc, char **argv)
 		return rc == CTL_HELP ? EX_OK : rc;
 	if (np == 0)
 		return ctl_usage("user show", user_usage, "USER is required");
+	if (!ctl_user_id_ok(pos[0]))
+		return ctl_usage("user show", user_usage, "USER: %s", USER_ID_RULE);
 	if ((rc = ctl_fmt_parse("user show", user_usage, format, &fmt)) != 0)
 		return rc;
 	if ((rc = ctl_db_open(conf, user_stmts, U__N, &db)) != 0)
@@ -859,6 +862,8 @@ static int user_delete(const char *conf, int argc, char **argv)
 		return rc == CTL_HELP ? EX_OK : rc;
 	if (np == 0)
 		return ctl_usage("user delete", user_usage, "USER is required");
+	if (!ctl_user_id_ok(pos[0]))
+		return ctl_usage("user delete", user_usage, "USER: %s", USER_ID_RULE);
 	if ((rc = ctl_db_open(conf, user_stmts, U__N, &db)) != 0)
 		return rc;
 	if ((rc = db_exec(db, U_DELETE, DB_ARGS(db_str(pos[0])))) != 0) {

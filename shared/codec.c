@@ -240,8 +240,8 @@ bool codec_url_ok(const char *s)
 	return n >= 1 && n <= 5 && p + 1 + n == end && atol(p + 1) >= 1 && atol(p + 1) <= 65535;
 }
 
-/* cx_text - V as a string of MIN..MAX bytes without control characters into *OUT; an error
- * names PREFIX.KEY, or PREFIX[IDX] when KEY is NULL; 0 or -1 */
+/* cx_text - V as a string of MIN..MAX bytes without control characters or a trailing space
+ * into *OUT; an error names PREFIX.KEY, or PREFIX[IDX] when KEY is NULL; 0 or -1 */
 static int cx_text(struct codec_error *e, const char *prefix, const char *key, size_t idx,
 	struct json_object *v, size_t min, size_t max, const char **out)
 {
@@ -256,6 +256,9 @@ static int cx_text(struct codec_error *e, const char *prefix, const char *key, s
 		snprintf(why, sizeof(why), "too long (at most %zu bytes)", max);
 	} else if (cx_has_ctl(json_object_get_string(v))) {
 		snprintf(why, sizeof(why), "must not contain control characters");
+	} else if (len > 0 && json_object_get_string(v)[len - 1] == ' ') {
+		/* the database's collations pad with spaces: "a " would be "a" there */
+		snprintf(why, sizeof(why), "must not end with a space");
 	} else {
 		*out = json_object_get_string(v);
 		return 0;

@@ -69,7 +69,7 @@ run user show "$hostile"
 is "$out" '{"user_id":"ctlu_x'"'"'; DROP TABLE users; -- \"\\ é","first_name":"Zoë '"'"'Robert'"'"'); --","timezone":"UTC","devices":[],"preferences":{}}' \
 	"and reads back exactly, JSON-escaped"
 run user add "$(printf 'ctlu_ctl\001')"
-is "$rc/$err" "65/heraldctl user add: USER: must be a string of 1-191 bytes without control characters" \
+is "$rc/$err" "65/heraldctl user add: USER: must be a string of 1-191 bytes without control characters or a trailing space" \
 	"a control character in USER is refused"
 run user show ctlu_nobody
 is "$rc/$err" "1/heraldctl user show: no user 'ctlu_nobody'" "user show of an unknown user: exit 1"

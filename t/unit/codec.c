@@ -192,6 +192,12 @@ static const struct bad bad_static[] = {
 	{ "idempotency_key", "{" U SMS ",\"idempotency_key\":5}", "idempotency_key a number" },
 	{ "client_id", "{" U SMS ",\"client_id\":\"a b\"}", "client_id with a space" },
 	{ "batch_id", "{" U SMS ",\"batch_id\":[]}", "batch_id an array" },
+	/* the database pads with spaces ("a" = "a "): a trailing space would reach another's row */
+	{ "user_id", "{\"user_id\":\"u1 \"," SMS "}", "user_id with a trailing space" },
+	{ "user_ids[1]", "{\"user_ids\":[\"a\",\"a \"]," SMS "}", "user_ids[1] with a trailing space" },
+	{ "idempotency_key", "{" U SMS ",\"idempotency_key\":\"k \"}",
+		"idempotency_key with a trailing space" },
+	{ "batch_id", "{" U SMS ",\"batch_id\":\"b \"}", "batch_id with a trailing space" },
 	{ "metadata", "{" U SMS ",\"metadata\":\"x\"}", "metadata a string" },
 	{ "send_at", "{" U SMS ",\"send_at\":\"2026-02-30T09:00:00Z\"}", "send_at February 30" },
 	{ "send_at", "{" U SMS ",\"send_at\":\"2026-11-22T25:00:00Z\"}", "send_at 25:00" },
