@@ -81,6 +81,7 @@ static const struct {
  * overriding it; 0, or an EX_ code with the reason printed on stderr */
 int ctl_mysql_url(const char *conf, struct url *out, struct db_opts *opts)
 {
+	static struct conf_tls tls;    /* mysql.tls outlives C: db_open copies it later */
 	struct conf c;
 	struct conf_error err;
 	int rc = EX_CONFIG;
@@ -108,6 +109,12 @@ int ctl_mysql_url(const char *conf, struct url *out, struct db_opts *opts)
 	opts->connect_timeout = c.mysql.connect_timeout;
 	opts->read_timeout = c.mysql.read_timeout;
 	opts->write_timeout = c.mysql.write_timeout;
+	free(tls.ca_file);
+	free(tls.cert_file);
+	free(tls.key_file);
+	tls = c.mysql.tls;             /* its strings taken from C */
+	c.mysql.tls.ca_file = c.mysql.tls.cert_file = c.mysql.tls.key_file = NULL;
+	opts->tls = &tls;
 	rc = 0;
 out:
 	conf_free(&c);

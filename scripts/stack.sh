@@ -4,7 +4,8 @@
 #   scripts/stack.sh up DIR     start both (free ports), wait until ready, print the §12 URLs
 #   scripts/stack.sh down DIR   stop both cleanly (SIGKILL after a grace), leave DIR
 #   scripts/stack.sh env DIR    print `export HERALD_AMQP_URL=... HERALD_MYSQL_URL=...`
-#                               (and HERALD_AMQPS_URL, HERALD_T_CA: the broker's TLS listener, its CA)
+#                               (and HERALD_AMQPS_URL, HERALD_MYSQLS_URL, HERALD_T_CA: the TLS
+#                               listener of the broker, the database's TLS URL, their CA)
 #   scripts/stack.sh restart-broker DIR | restart-db DIR   stop and start one server, same ports
 #   scripts/stack.sh stop-broker DIR | start-broker DIR | stop-db DIR | start-db DIR   one step
 #   scripts/stack.sh ctl DIR ARGS...   rabbitmqctl ARGS on the stack's broker (e.g. add_vhost V)
@@ -58,7 +59,8 @@ rmq_env() {
 	export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
 }
 
-# tls_gen DIR - a throwaway CA and a server certificate for localhost and 127.0.0.1 in DIR/tls
+# tls_gen DIR - a throwaway CA and a server certificate for localhost and 127.0.0.1 in DIR/tls,
+# used by both servers (so 127.1, which reaches 127.0.0.1, is a name the certificate lacks)
 tls_gen() {
 	local t=$1/tls
 	[ -s "$t/server.pem" ] && return 0
@@ -114,6 +116,8 @@ db_start() {
 	local d=$1 port=$2 m=$1/mariadb
 	[ -s "$m/mariadbd.pid" ] && kill -0 "$(cat "$m/mariadbd.pid")" 2> /dev/null && return 0
 	mkdir -p "$m/tmp"
+	tls_gen "$d"
+	# TLS offered, not required: the suite's URLs stay plain; mysqls:// (HERALD_MYSQLS_URL) uses it
 	cat > "$m/my.cnf" <<CNF
 [mariadbd]
 datadir=$m/data
@@ -127,6 +131,9 @@ user=root
 skip-name-resolve
 innodb-buffer-pool-size=128M
 max-connections=500
+ssl-ca=$d/tls/ca.pem
+ssl-cert=$d/tls/server.pem
+ssl-key=$d/tls/server.key
 [client]
 socket=$m/mysqld.sock
 user=root
@@ -171,6 +178,7 @@ print_env() {
 	echo "export HERALD_AMQPS_URL=amqps://guest:guest@localhost:$((AMQP_PORT + 4))"
 	echo "export HERALD_T_CA=$d/tls/ca.pem"
 	echo "export HERALD_MYSQL_URL=mysql://herald:herald@127.0.0.1:$MYSQL_PORT/herald"
+	echo "export HERALD_MYSQLS_URL=mysqls://herald:herald@127.0.0.1:$MYSQL_PORT/herald"
 	echo "export HERALD_STACK_DIR=$d"
 }
 
@@ -190,6 +198,7 @@ up)
 		AMQP_PORT=$base MYSQL_PORT=$((base + 3))
 		printf 'AMQP_PORT=%s\nMYSQL_PORT=%s\n' "$AMQP_PORT" "$MYSQL_PORT" > "$dir/ports"
 	fi
+	tls_gen "$dir"     # once, before both servers (started at once) would each make it
 	# both at once: the broker's ~5 s boot dominates
 	rmq_start "$dir" "$AMQP_PORT" & rpid=$!
 	db_start "$dir" "$MYSQL_PORT" || { wait $rpid; exit 1; }

@@ -19,28 +19,6 @@
 #include "log.h"
 #include "topology.h"
 
-/* broker_system_ca - the system's CA bundle: $SSL_CERT_FILE, else the first bundle found; or
- * NULL. rabbitmq-c 0.11 loads no default CAs, so without this an amqps:// URL with no ca_file
- * trusts nothing. */
-static const char *broker_system_ca(void)
-{
-	static const char *const bundles[] = {
-		"/etc/ssl/certs/ca-certificates.crt",    /* Debian, Ubuntu, Alpine */
-		"/etc/pki/tls/certs/ca-bundle.crt",      /* Fedora, RHEL */
-		"/etc/ssl/ca-bundle.pem",                /* openSUSE */
-		"/etc/ssl/cert.pem",                     /* BSDs, macOS */
-	};
-	const char *env = getenv("SSL_CERT_FILE");
-	size_t i;
-
-	if (env != NULL && env[0] != '\0')
-		return env;
-	for (i = 0; i < sizeof bundles / sizeof bundles[0]; i++)
-		if (access(bundles[i], R_OK) == 0)
-			return bundles[i];
-	return NULL;
-}
-
 /* broker_socket - a TCP or TLS socket on CONN for B's URL, with the certificate checks */
 static amqp_socket_t *broker_socket(amqp_connection_state_t conn, const struct conf_broker *b,
 	char *err, size_t errlen)
@@ -59,7 +37,7 @@ static amqp_socket_t *broker_socket(amqp_connection_state_t conn, const struct c
 	}
 	amqp_ssl_socket_set_verify_peer(s, b->tls.verify);
 	amqp_ssl_socket_set_verify_hostname(s, b->tls.verify);
-	if (ca == NULL && b->tls.verify && (ca = broker_system_ca()) == NULL) {
+	if (ca == NULL && b->tls.verify && (ca = conf_system_ca()) == NULL) {
 		snprintf(err, errlen, "amqps: no CA to verify the broker with: set broker.tls.ca_file");
 		return NULL;
 	}
@@ -81,7 +59,7 @@ static amqp_socket_t *broker_socket(amqp_connection_state_t conn, const struct c
 static void broker_open_error(const struct conf_broker *b, int rc, char *err, size_t errlen)
 {
 	const struct url *u = &b->parsed;
-	const char *ca = b->tls.ca_file != NULL ? b->tls.ca_file : broker_system_ca();
+	const char *ca = b->tls.ca_file != NULL ? b->tls.ca_file : conf_system_ca();
 
 	switch (rc) {
 	case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:

@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 
@@ -382,8 +383,8 @@ static int conf_check_mysql(struct conf_ctx *x, const struct conf_key *k, const 
 
 	if (url_parse(m->url, &m->parsed, why, sizeof why) < 0)
 		return conf_fail(x, s, path, "%s", why);
-	if (strcmp(m->parsed.scheme, "mysql") != 0)
-		return conf_fail(x, s, path, "scheme must be mysql, not %s", m->parsed.scheme);
+	if (strcmp(m->parsed.scheme, "mysql") != 0 && strcmp(m->parsed.scheme, "mysqls") != 0)
+		return conf_fail(x, s, path, "scheme must be mysql or mysqls, not %s", m->parsed.scheme);
 	if (m->parsed.password[0] != '\0')
 		conf_secret(x, path);
 	(void)k;
@@ -530,6 +531,18 @@ static int conf_check_tls(struct conf_ctx *x, const struct conf_key *k, const co
 
 	if ((t->cert_file == NULL) != (t->key_file == NULL))
 		return conf_fail(x, s, path, "cert_file and key_file go together");
+	return 0;
+}
+
+/* conf_check_mysql_tls - mysql.tls: as broker.tls; the group being there asks for TLS */
+static int conf_check_mysql_tls(struct conf_ctx *x, const struct conf_key *k,
+    const config_setting_t *s, const char *path, void *base)
+{
+	struct conf_tls *t = conf_field(k, base);
+
+	if (conf_check_tls(x, k, s, path, base) < 0)
+		return -1;
+	t->on = true;
 	return 0;
 }
 
@@ -957,6 +970,7 @@ static const struct conf_key conf_mysql_keys[] = {
 	KINT("connect_timeout", struct conf_mysql, connect_timeout, 1, 3600, 10),
 	KINT("read_timeout", struct conf_mysql, read_timeout, 1, 3600, 30),
 	KINT("write_timeout", struct conf_mysql, write_timeout, 1, 3600, 30),
+	KGROUP("tls", struct conf_mysql, tls, conf_tls_keys, .check = conf_check_mysql_tls),
 	KEND
 };
 
@@ -1818,13 +1832,37 @@ int conf_load(const char *path, struct conf *out, struct conf_error *err)
 	if (conf_env_url(&x, CONF_ENV_AMQP, "amqp", "amqps", &out->broker.url, &out->broker.parsed,
 	    &out->broker.url_from_env) < 0)
 		goto fail;
-	if (conf_env_url(&x, CONF_ENV_MYSQL, "mysql", NULL, &out->mysql.url, &out->mysql.parsed,
+	if (conf_env_url(&x, CONF_ENV_MYSQL, "mysql", "mysqls", &out->mysql.url, &out->mysql.parsed,
 	    &out->mysql.url_from_env) < 0)
 		goto fail;
+	if (out->mysql.url != NULL && out->mysql.parsed.tls)
+		out->mysql.tls.on = true;
 	return 0;
 fail:
 	conf_free(out);
 	return -1;
+}
+
+/* conf_system_ca - the system's CA bundle: $SSL_CERT_FILE, else the first bundle found; or
+ * NULL. For a tls group without ca_file: rabbitmq-c 0.11 loads no default CAs, and MariaDB
+ * Connector/C 3.3 checks no chain at all without a CA, so both are given this one. */
+const char *conf_system_ca(void)
+{
+	static const char *const bundles[] = {
+		"/etc/ssl/certs/ca-certificates.crt",    /* Debian, Ubuntu, Alpine */
+		"/etc/pki/tls/certs/ca-bundle.crt",      /* Fedora, RHEL */
+		"/etc/ssl/ca-bundle.pem",                /* openSUSE */
+		"/etc/ssl/cert.pem",                     /* BSDs, macOS */
+	};
+	const char *env = getenv("SSL_CERT_FILE");
+	size_t i;
+
+	if (env != NULL && env[0] != '\0')
+		return env;
+	for (i = 0; i < sizeof bundles / sizeof bundles[0]; i++)
+		if (access(bundles[i], R_OK) == 0)
+			return bundles[i];
+	return NULL;
 }
 
 void conf_free(struct conf *c)

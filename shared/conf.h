@@ -62,10 +62,12 @@ struct conf_counts {
 };
 
 struct conf_tls {
-	char *ca_file;
-	char *cert_file;
+	char *ca_file;               /* NULL: the system CAs ($SSL_CERT_FILE, else the bundle) */
+	char *cert_file;             /* client certificate, with key_file; NULL: none */
 	char *key_file;
-	bool verify;
+	bool verify;                 /* false: no certificate or name check (tests only) */
+	bool on;                     /* mysql.tls: TLS asked (a mysqls:// URL or a mysql.tls group);
+	                                the broker's is asked by amqps:// (url.tls) */
 };
 
 struct conf_broker_user {
@@ -94,6 +96,7 @@ struct conf_mysql {
 	int connect_timeout;
 	int read_timeout;
 	int write_timeout;
+	struct conf_tls tls;
 };
 
 struct conf_log {
@@ -284,6 +287,10 @@ void conf_free(struct conf *c);
 bool conf_has(const struct conf *c, const char *section);
 /* conf_require - -1 with "FILE: SECTION: section required by PROG" when !conf_has */
 int conf_require(const struct conf *c, const char *section, struct conf_error *err);
+
+/* conf_system_ca - the system's CA bundle for a tls group without ca_file: $SSL_CERT_FILE, else
+ * the first of the usual bundle paths readable; NULL when none */
+const char *conf_system_ca(void);
 
 /* conf_channel_parse - "email" etc. to enum conf_channel_id; -1 if unknown */
 int conf_channel_parse(const char *name);

@@ -19,6 +19,7 @@
 #include <mysql.h>
 #include <mysqld_error.h>
 
+#include "conf.h"
 #include "db.h"
 #include "log.h"
 #include "url.h"
@@ -80,6 +81,12 @@ struct db {
 	unsigned err;
 	char errmsg[512];
 	char target[3 * URL_PART_MAX + 16];
+	bool tls;                /* mysqls:// or mysql.tls: encrypted, never plain */
+	bool tls_verify;
+	bool tls_ca_set;         /* tls_ca is mysql.tls.ca_file, not the system bundle */
+	char *tls_ca;            /* NULL: none to check with (verify = false) */
+	char *tls_cert;
+	char *tls_key;
 };
 
 enum db_verdict { DB_V_FAIL, DB_V_LOST, DB_V_DEADLOCK, DB_V_DUP };
@@ -215,6 +222,52 @@ static const char *db_host(const struct url *u)
 	return u->host;
 }
 
+/* db_tls_options - ask M for TLS as DB says: enforced (no fallback to plain), the CA, the client
+ * certificate, the server certificate's name checked unless verify is false. Connector/C 3.3
+ * checks the chain only when it has a CA, so verify always comes with one (db_open saw to it) */
+static void db_tls_options(struct db *db)
+{
+	DB_MYBOOL on = 1, verify = db->tls_verify;
+
+	mysql_optionsv(db->m, MYSQL_OPT_SSL_ENFORCE, &on);
+	if (db->tls_ca != NULL)
+		mysql_optionsv(db->m, MYSQL_OPT_SSL_CA, db->tls_ca);
+	if (db->tls_cert != NULL && db->tls_key != NULL) {
+		mysql_optionsv(db->m, MYSQL_OPT_SSL_CERT, db->tls_cert);
+		mysql_optionsv(db->m, MYSQL_OPT_SSL_KEY, db->tls_key);
+	}
+	mysql_optionsv(db->m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+}
+
+/* db_tls_error - the connect failure MSG (errno E) of a TLS connection to HOST, in words that
+ * name the setting to look at; false when it is no TLS failure */
+static bool db_tls_error(struct db *db, unsigned e, const char *msg, const char *host)
+{
+	char m[sizeof(db->errmsg)];
+	const char *ca = db->tls_ca != NULL ? db->tls_ca : "";
+	const char *what = db->tls_ca_set ? "mysql.tls.ca_file" : "the system CAs";
+	int port = db->url.port;
+
+	if (e != CR_SSL_CONNECTION_ERROR)
+		return false;
+	if (strstr(msg, "Validation of SSL server certificate failed") != NULL ||
+	    strcasestr(msg, "hostname") != NULL)
+		snprintf(m, sizeof m, "TLS to MySQL %.100s:%d: the server's certificate is not valid for "
+		    "host %.100s (give the URL a name or address the certificate carries)",
+		    host, port, host);
+	else if (strcasestr(msg, "verify") != NULL || strcasestr(msg, "issuer") != NULL ||
+	    strcasestr(msg, "self-signed") != NULL || strcasestr(msg, "self signed") != NULL)
+		snprintf(m, sizeof m, "TLS to MySQL %.100s:%d: the server's certificate is not trusted "
+		    "(verified with %s %s)", host, port, what, ca);
+	else if (strcasestr(msg, "does not support") != NULL || strcasestr(msg, "not supported") != NULL)
+		snprintf(m, sizeof m, "TLS to MySQL %.100s:%d: the server does not offer TLS (%s); "
+		    "refusing plain TCP", host, port, msg);
+	else
+		snprintf(m, sizeof m, "TLS to MySQL %.100s:%d: handshake failed (%s)", host, port, msg);
+	db_seterr(db, e, m);
+	return true;
+}
+
 /* db_connect_once - one connection attempt: options, connect, session settings, statements */
 static int db_connect_once(struct db *db)
 {
@@ -234,10 +287,25 @@ static int db_connect_once(struct db *db)
 	mysql_options(db->m, MYSQL_OPT_PROTOCOL, &proto);
 	mysql_options(db->m, MYSQL_OPT_LOCAL_INFILE, &no);
 	mysql_options(db->m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	if (db->tls)
+		db_tls_options(db);
 	if (mysql_real_connect(db->m, host, u->user[0] ? u->user : NULL, u->password,
 	    u->path[0] ? u->path : NULL, (unsigned)u->port, NULL, 0) == NULL) {
-		db_seterr(db, mysql_errno(db->m), mysql_error(db->m));
+		if (!db->tls || !db_tls_error(db, mysql_errno(db->m), mysql_error(db->m), host))
+			db_seterr(db, mysql_errno(db->m), mysql_error(db->m));
 		db_log_fail(db, db->broken ? 1 : 2, "connect", NULL, "");   /* reconnect: warn */
+		goto fail;
+	}
+	if (db->tls && mysql_get_ssl_cipher(db->m) == NULL) {
+		/* with verify off Connector/C 3.3 logs in over plain TCP to a server without TLS:
+		 * drop that session before any query */
+		char m[sizeof(db->errmsg)];
+
+		snprintf(m, sizeof m, "TLS to MySQL %.100s:%d: the server does not offer TLS; the plain "
+		    "session is refused (with mysql.tls.verify = false the login went in clear)",
+		    host, u->port);
+		db_seterr(db, CR_SSL_CONNECTION_ERROR, m);
+		db_log_fail(db, 2, "connect", NULL, "");
 		goto fail;
 	}
 	if (mysql_real_query(db->m, DB_SESSION_SQL, strlen(DB_SESSION_SQL)) != 0) {
@@ -370,6 +438,53 @@ static int db_failed(struct db *db, int try, bool repeatable, const char *op, co
 	return DB_ERR;
 }
 
+/* db_tls_readable - 0 when FILE (NULL: none) can be read, else -1 with the error naming SETTING:
+ * Connector/C's own message for an unreadable file names neither */
+static int db_tls_readable(struct db *db, const char *file, const char *setting)
+{
+	char m[sizeof(db->errmsg)];
+
+	if (file == NULL || access(file, R_OK) == 0)
+		return 0;
+	snprintf(m, sizeof m, "%s %s: cannot load: %s", setting, file, strerror(errno));
+	db_seterr(db, 0, m);
+	db_log_fail(db, 2, "connect", NULL, "");
+	return -1;
+}
+
+/* db_tls_setup - copy what DB's connections need of T (may be NULL) when TLS is asked: by the
+ * URL (mysqls://) or by T->on; with verify, a CA to check with (ca_file, else the system's) */
+static int db_tls_setup(struct db *db, const struct conf_tls *t)
+{
+	const char *ca;
+
+	db->tls = db->url.tls || (t != NULL && t->on);
+	if (!db->tls)
+		return 0;
+	db->tls_verify = t == NULL || t->verify;
+	db->tls_ca_set = t != NULL && t->ca_file != NULL;
+	ca = db->tls_ca_set ? t->ca_file : db->tls_verify ? conf_system_ca() : NULL;
+	if (db->tls_verify && ca == NULL) {
+		db_seterr(db, 0, "TLS asked but no CA to verify the server with: set mysql.tls.ca_file");
+		db_log_fail(db, 2, "connect", NULL, "");
+		return -1;
+	}
+	if (!db->tls_verify)
+		ca = NULL;              /* Connector/C would check the chain against it */
+	if ((ca != NULL && (db->tls_ca = strdup(ca)) == NULL) ||
+	    (t != NULL && t->cert_file != NULL && (db->tls_cert = strdup(t->cert_file)) == NULL) ||
+	    (t != NULL && t->key_file != NULL && (db->tls_key = strdup(t->key_file)) == NULL)) {
+		db_seterr(db, 0, "out of memory");
+		db_log_fail(db, 2, "connect", NULL, "");
+		return -1;
+	}
+	if (db_tls_readable(db, db->tls_ca, db->tls_ca_set ? "mysql.tls.ca_file" : "system CA bundle")
+	    < 0 || db_tls_readable(db, db->tls_cert, "mysql.tls.cert_file") < 0 ||
+	    db_tls_readable(db, db->tls_key, "mysql.tls.key_file") < 0)
+		return -1;
+	return 0;
+}
+
 /* db_open - connect to URL with OPTS and prepare the registry STMTS; *OUT is set even on failure */
 int db_open(struct db **out, const struct url *url, const struct db_opts *opts,
     const struct db_stmt *stmts, size_t nstmts)
@@ -393,6 +508,10 @@ int db_open(struct db **out, const struct url *url, const struct db_opts *opts,
 	db->rnd = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^ 0x9e3779b9u;
 	snprintf(db->target, sizeof(db->target), "%s@%s:%d/%s", url->user, db_host(url), url->port,
 	    url->path);
+	if (db_tls_setup(db, opts != NULL ? opts->tls : NULL) != 0) {
+		*out = db;
+		return DB_ERR;
+	}
 	if (db_connect_once(db) != 0) {
 		*out = db;     /* so that the caller may read db_error() before db_close() */
 		return DB_ERR;
@@ -408,6 +527,9 @@ void db_close(struct db *db)
 		return;
 	db_disconnect(db);      /* closing the connection rolls back an open transaction */
 	free(db->st);
+	free(db->tls_ca);
+	free(db->tls_cert);
+	free(db->tls_key);
 	memset(db->url.password, 0, sizeof(db->url.password));
 	free(db);
 }

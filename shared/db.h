@@ -31,6 +31,7 @@
 
 struct url;
 struct db;
+struct conf_tls;
 
 /* Return values: 0 (or a row count where said) on success, else one of these. */
 #define DB_ERR     (-1)      /* failed; logged */
@@ -61,6 +62,9 @@ struct db_opts {
 	int read_timeout;        /* seconds; 0: 30 */
 	int write_timeout;       /* seconds; 0: 30 */
 	int reconnect_tries;     /* attempts after a lost connection; 0: 5; -1: never reconnect */
+	const struct conf_tls *tls;  /* mysql.tls (conf.h), copied by db_open; TLS when tls->on or
+	                                the URL is mysqls:// (then NULL means the defaults: the
+	                                system CAs, verified) */
 };
 
 enum db_type {
@@ -123,7 +127,9 @@ static inline struct db_arg db_time(int64_t usec)
 /* db_open - connect to the mysql URL with OPTS (NULL: defaults) and prepare NSTMTS statements
  * of STMTS (kept, not copied; may be NULL/0); one attempt; DB_ERR (logged) on failure. *OUT is
  * set either way (db_error() says why), so always db_close() it. "localhost" means TCP to
- * 127.0.0.1, never the compiled-in unix socket. */
+ * 127.0.0.1, never the compiled-in unix socket. With TLS asked the session is encrypted and,
+ * unless verify is false, the server's certificate checked against the CA and the host name
+ * (127.0.0.1 for "localhost"); there is no fallback to plain TCP. */
 int db_open(struct db **out, const struct url *url, const struct db_opts *opts,
     const struct db_stmt *stmts, size_t nstmts);
 /* db_close - roll back what is open, close statements and connection, free DB (NULL ok) */

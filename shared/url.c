@@ -1,11 +1,11 @@
-/* url - the §12 connection URLs: amqp://, amqps:// and mysql://user:pass@host:port/path
+/* url - the §12 connection URLs: amqp://, amqps://, mysql:// and mysqls://user:pass@host:port/path
  *
  * Grammar: scheme "://" [user [":" password] "@"] host [":" port] ["/" path]
- *   scheme    amqp, amqps or mysql (any case)
+ *   scheme    amqp, amqps, mysql or mysqls (any case); amqps and mysqls mean TLS
  *   user, password, path   percent-decoded; '/', '?', '#', space and control characters must be
  *             percent-encoded; a decoded control character (%00..%1f, %7f) is refused
  *   host      a name or IPv4 address of [A-Za-z0-9._-], or an IPv6 address in brackets
- *   port      1..65535; default 5672 (amqp), 5671 (amqps), 3306 (mysql)
+ *   port      1..65535; default 5672 (amqp), 5671 (amqps), 3306 (mysql, mysqls)
  *   path      AMQP vhost (absent or empty: "/"; "%2f" is "/") or MySQL database (absent: "")
  * The userinfo ends at the last '@' before the path, so a raw '@' in a password still works.
  * Queries and fragments are refused. Error texts name the part and never quote the input.
@@ -161,8 +161,12 @@ static int url_split(const char *s, struct url *out, char *err, size_t errlen)
 	} else if (n == 5 && strncasecmp(s, "mysql", 5) == 0) {
 		strcpy(out->scheme, "mysql");
 		out->port = 3306;
+	} else if (n == 6 && strncasecmp(s, "mysqls", 6) == 0) {
+		strcpy(out->scheme, "mysqls");
+		out->port = 3306;
+		out->tls = true;
 	} else {
-		return url_error(err, errlen, "scheme: unknown (want amqp, amqps or mysql)");
+		return url_error(err, errlen, "scheme: unknown (want amqp, amqps, mysql or mysqls)");
 	}
 	auth = p + 3;
 	for (i = 0; auth[i] != '\0'; i++) {

@@ -765,6 +765,7 @@ int ledger_main(const struct conf *c)
 	o.connect_timeout = c->mysql.connect_timeout;
 	o.read_timeout = c->mysql.read_timeout;
 	o.write_timeout = c->mysql.write_timeout;
+	o.tls = &c->mysql.tls;
 	if (db_open(&l.db, &c->mysql.parsed, &o, ledger_q, Q__N) != 0)
 		log_warnx("event=db_unavailable db=%s note=\"connecting again before the first "
 		    "batch\"", db_target(l.db));

@@ -91,6 +91,7 @@ int outbox_main(const struct conf *c)
 	dbo.connect_timeout = c->mysql.connect_timeout;
 	dbo.read_timeout = c->mysql.read_timeout;
 	dbo.write_timeout = c->mysql.write_timeout;
+	dbo.tls = &c->mysql.tls;
 	if (db_open(&o.db, &c->mysql.parsed, &dbo, outbox_stmts, outbox_nstmts) < 0) {
 		log_error("event=db_unavailable target=%s err=\"%s\"", db_target(o.db), db_error(o.db));
 		db_close(o.db);

@@ -561,6 +561,7 @@ int scheduler_main(const struct conf *c)
 	dbo.connect_timeout = c->mysql.connect_timeout;
 	dbo.read_timeout = c->mysql.read_timeout;
 	dbo.write_timeout = c->mysql.write_timeout;
+	dbo.tls = &c->mysql.tls;
 	if (db_open(&s.db, &c->mysql.parsed, &dbo, s.stmts, (size_t)nstmts) < 0) {
 		log_error("event=db_unavailable target=%s err=\"%s\"", db_target(s.db), db_error(s.db));
 		db_close(s.db);

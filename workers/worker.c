@@ -1159,6 +1159,7 @@ int worker_main(const struct conf *c, int ch)
 	dbo.connect_timeout = c->mysql.connect_timeout;
 	dbo.read_timeout = c->mysql.read_timeout;
 	dbo.write_timeout = c->mysql.write_timeout;
+	dbo.tls = &c->mysql.tls;
 	if (db_open(&w.db, &c->mysql.parsed, &dbo, w.stmts, (size_t)nstmts) < 0) {
 		log_error("event=db_unavailable target=%s err=\"%s\"", db_target(w.db), db_error(w.db));
 		w.exit_code = EX_TEMPFAIL;

@@ -395,11 +395,46 @@ static void conf_t_features(void)
 	}
 }
 
+/* conf_t_mysql_tls - what asks for TLS to MySQL: a mysql.tls group (even empty) or mysqls://;
+ * the environment's URL decides over the file's */
+static void conf_t_mysql_tls(void)
+{
+	struct conf c;
+
+	if (conf_t_loads("mysql = { url = \"mysql://h/db\"; };\n", &c, "mysql://, no tls group")) {
+		ok(!c.mysql.tls.on && c.mysql.tls.verify, "... plain; verify defaults to true");
+		conf_free(&c);
+	} else {
+		ok(0, "... plain");
+	}
+	if (conf_t_loads("mysql = { url = \"mysql://h/db\"; tls = { ca_file = \"/ca.pem\"; "
+	    "verify = false; }; };\n", &c, "mysql:// with a mysql.tls group")) {
+		ok(c.mysql.tls.on && !c.mysql.tls.verify && strcmp(c.mysql.tls.ca_file, "/ca.pem") == 0,
+		    "... TLS asked by the group, its keys read");
+		conf_free(&c);
+	} else {
+		ok(0, "... TLS asked by the group");
+	}
+	setenv(CONF_ENV_MYSQL, "mysqls://u:p@db.example.org/herald", 1);
+	if (conf_t_loads("mysql = { url = \"mysql://h/db\"; };\n", &c, "HERALD_MYSQL_URL=mysqls://")) {
+		ok(c.mysql.tls.on && c.mysql.tls.ca_file == NULL && c.mysql.parsed.port == 3306 &&
+		    strcmp(c.mysql.parsed.scheme, "mysqls") == 0, "... TLS asked by the URL, system CAs");
+		conf_free(&c);
+	} else {
+		ok(0, "... TLS asked by the URL");
+	}
+	conf_t_env_clear();
+	conf_t_fails("mysql = {\n tls = { cert_file = \"/c.pem\"; };\n};\n", 2, "mysql.tls",
+	    "cert_file and key_file go together", "mysql.tls: cert_file without key_file refused");
+	conf_t_fails("mysql = {\n url = \"amqps://h/\";\n};\n", 2, "mysql.url",
+	    "scheme must be mysql or mysqls", "mysql.url: another scheme refused");
+}
+
 int main(void)
 {
 	int i;
 
-	plan(56);
+	plan(64);
 	conf_t_env_clear();
 	conf_t_sample();
 	conf_t_defaults();
@@ -407,6 +442,7 @@ int main(void)
 	conf_t_require();
 	conf_t_errors();
 	conf_t_features();
+	conf_t_mysql_tls();
 	for (i = 0; i < conf_t_nfiles; i++) {
 		unlink(conf_t_files[i]);
 		free(conf_t_files[i]);
