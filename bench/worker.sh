@@ -10,6 +10,7 @@
 #   BENCH_RUNS         runs of each configuration, medians reported (default 3)
 #   BENCH_WORKERS      worker process counts, each at BENCH_PREFETCH (default "1 4")
 #   BENCH_PREFETCH     broker.prefetch for those (default 50)
+#   BENCH_IN_FLIGHT    channels.webhook.in_flight of the workers (default: heraldd's default)
 #   BENCH_PREFETCHES   extra W=1 runs at these prefetch values, e.g. "10 50 200" (default none)
 #   BENCH_USERS        distinct users, all with a webhook_url at the receiver (default 1000)
 #   BENCH_RECEIVER     sink: bench/http_sink.c (libmicrohttpd, built here with cc), or
@@ -127,7 +128,7 @@ printf 'broker = { confirm_timeout = 60; };\n' > "$tmp/send.conf"
 conf() {
 	local f=$tmp/worker-$1.conf
 	[ -f "$f" ] || { printf 'broker = { prefetch = %s; };\nlog = { level = "%s"; };\n%s\n' "$1" "$LOGLEVEL" \
-		'channels = { webhook = { allow_private = true; providers = ( { name = "hooks"; type = "webhook"; } ); }; };' \
+		"channels = { webhook = { allow_private = true; ${BENCH_IN_FLIGHT:+in_flight = $BENCH_IN_FLIGHT; }providers = ( { name = \"hooks\"; type = \"webhook\"; } ); }; };" \
 		> "$f"; chmod 600 "$f"; }
 	echo "$f"
 }

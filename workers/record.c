@@ -14,6 +14,45 @@
 #include "record.h"
 #include "rfc3339.h"
 
+/* Multi-row statements: a batch of one channel is written with a few statements instead of four
+ * a message. The SQL stays constant: one statement for each power of two rows up to 32. */
+#define RECORD_POW 6
+#define RECORD_LOCK_ROWS 64
+#define RECORD_R2(r) r ", " r
+#define RECORD_R4(r) RECORD_R2(r) ", " RECORD_R2(r)
+#define RECORD_R8(r) RECORD_R4(r) ", " RECORD_R4(r)
+#define RECORD_R16(r) RECORD_R8(r) ", " RECORD_R8(r)
+#define RECORD_R32(r) RECORD_R16(r) ", " RECORD_R16(r)
+#define RECORD_R64(r) RECORD_R32(r) ", " RECORD_R32(r)
+/* an existing row's new status, as record_one's Q_UPD: the insert part never happens (the row is
+ * locked), its NOT NULL columns only make the statement valid */
+#define RECORD_UPD_COLS 13
+#define RECORD_UPD_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define RECORD_UPD(rows) \
+	"INSERT INTO notifications (id, transaction_id, channel, status, client_id, category, " \
+	"priority, attempt, provider, provider_message_id, detail, template_version, deferred_until) " \
+	"VALUES " rows " ON DUPLICATE KEY UPDATE status = VALUES(status), " \
+	"attempt = VALUES(attempt), provider = COALESCE(VALUES(provider), provider), " \
+	"provider_message_id = COALESCE(VALUES(provider_message_id), provider_message_id), " \
+	"detail = VALUES(detail), template_version = COALESCE(VALUES(template_version), " \
+	"template_version), deferred_until = VALUES(deferred_until)"
+#define RECORD_AUD_COLS 8
+#define RECORD_AUD_ROW "(?, ?, ?, ?, ?, ?, ?, ?)"
+#define RECORD_AUD(rows) \
+	"INSERT INTO notification_audit (notification_id, old_status, new_status, changed_at, " \
+	"host, worker, attempt, detail) VALUES " rows
+#define RECORD_OUT_COLS 2
+#define RECORD_OUT_ROW "(?, ?)"
+#define RECORD_OUT(rows) "INSERT INTO event_outbox (routing_key, body) VALUES " rows
+/* the six statements of one kind: NAME_1 .. NAME_32 */
+#define RECORD_SIX(q, name, m, r) \
+	[q] = { name "_1", m(r), false }, \
+	[q + 1] = { name "_2", m(RECORD_R2(r)), false }, \
+	[q + 2] = { name "_4", m(RECORD_R4(r)), false }, \
+	[q + 3] = { name "_8", m(RECORD_R8(r)), false }, \
+	[q + 4] = { name "_16", m(RECORD_R16(r)), false }, \
+	[q + 5] = { name "_32", m(RECORD_R32(r)), false }
+
 enum {
 	Q_CUR,
 	Q_INS,
@@ -25,7 +64,11 @@ enum {
 	Q_DEVGET,
 	Q_DEVSET,
 	Q_DEVDEL,
-	Q__N
+	Q_LOCK,                      /* the rows of up to RECORD_LOCK_ROWS messages of one channel */
+	Q_UPD_1,                     /* Q_UPD_1 + k: an update of 2^k rows (k < RECORD_POW) */
+	Q_AUD_1 = Q_UPD_1 + RECORD_POW,      /* audit rows, likewise */
+	Q_OUT_1 = Q_AUD_1 + RECORD_POW,      /* outbox events, likewise */
+	Q__N = Q_OUT_1 + RECORD_POW
 };
 
 const struct db_stmt record_stmts[Q__N] = {
@@ -65,6 +108,12 @@ const struct db_stmt record_stmts[Q__N] = {
 		"provider_message_id = VALUES(provider_message_id), detail = VALUES(detail)", true },
 	[Q_DEVDEL] = { "record_device_gone",
 		"DELETE FROM devices WHERE token = ?", true },
+	[Q_LOCK] = { "record_lock",
+		"SELECT transaction_id, id, status FROM notifications WHERE channel = ? AND "
+		"transaction_id IN (" RECORD_R64("?") ") FOR UPDATE", true },
+	RECORD_SIX(Q_UPD_1, "record_update", RECORD_UPD, RECORD_UPD_ROW),
+	RECORD_SIX(Q_AUD_1, "record_audit", RECORD_AUD, RECORD_AUD_ROW),
+	RECORD_SIX(Q_OUT_1, "record_event", RECORD_OUT, RECORD_OUT_ROW),
 };
 const size_t record_nstmts = Q__N;
 
@@ -190,6 +239,29 @@ static int record_insert(struct db *db, int base, const struct record *r, int64_
 	return 0;
 }
 
+/* record_after - what R's change needs beyond status, audit and event: a suppression, the
+ * deferred copy (row ID), its slots */
+static int record_after(struct db *db, int base, int admit_base, const struct record *r,
+	int64_t id)
+{
+	const struct note *n = r->note;
+	int rc;
+
+	if (r->suppress_address != NULL &&
+	    (rc = db_exec(db, base + Q_SUP, DB_ARGS(db_str(r->suppress_address),
+	    db_str(codec_channel_name(n->channel)), db_str(record_json(r->detail))))) < 0)
+		return rc;
+	if (strcmp(r->status, "deferred") == 0 && r->deferred_body != NULL &&
+	    (rc = db_exec(db, base + Q_DEF, DB_ARGS(db_i64(id),
+	    db_bin(r->deferred_body, r->deferred_len), db_str(r->deferred_headers)))) < 0)
+		return rc;
+	if (r->slots == RECORD_SLOTS_KEEP)
+		return admit_keep(db, admit_base, n->txid, (int)n->channel);
+	if (r->slots == RECORD_SLOTS_RELEASE)
+		return admit_release(db, admit_base, n->txid, (int)n->channel);
+	return 0;
+}
+
 /* record_one - lock, check the transition, write status, audit row, event and slots of R */
 static int record_one(struct db *db, int base, int admit_base, struct record *r,
 	const char *host, const char *worker, int64_t now)
@@ -230,39 +302,12 @@ static int record_one(struct db *db, int base, int admit_base, struct record *r,
 	    db_str(host), db_str(worker), db_i64(n->attempt), db_str(detail)));
 	if (rc < 0)
 		return rc;
-	if (r->suppress_address != NULL &&
-	    (rc = db_exec(db, base + Q_SUP, DB_ARGS(db_str(r->suppress_address),
-	    db_str(codec_channel_name(n->channel)), db_str(detail)))) < 0)
-		return rc;
-	if (strcmp(r->status, "deferred") == 0 && r->deferred_body != NULL &&
-	    (rc = db_exec(db, base + Q_DEF, DB_ARGS(db_i64(id),
-	    db_bin(r->deferred_body, r->deferred_len), db_str(r->deferred_headers)))) < 0)
-		return rc;
 	snprintf(key, sizeof key, "%s.%s", codec_channel_name(n->channel), r->status);
 	if ((event = record_event(r, now)) == NULL)
 		return DB_ERR;
 	rc = db_exec(db, base + Q_OUT, DB_ARGS(db_str(key), db_str(event)));
 	free(event);
-	if (rc < 0)
-		return rc;
-	if (r->slots == RECORD_SLOTS_KEEP)
-		return admit_keep(db, admit_base, n->txid, (int)n->channel);
-	if (r->slots == RECORD_SLOTS_RELEASE)
-		return admit_release(db, admit_base, n->txid, (int)n->channel);
-	return 0;
-}
-
-/* record_write - the N changes of R inside the caller's open transaction */
-int record_write(struct db *db, int base, int admit_base, struct record *r, size_t n,
-	const char *host, const char *worker, int64_t now)
-{
-	size_t i;
-	int rc;
-
-	for (i = 0; i < n; i++)
-		if ((rc = record_one(db, base, admit_base, &r[i], host, worker, now)) < 0)
-			return rc;
-	return 0;
+	return rc < 0 ? rc : record_after(db, base, admit_base, r, id);
 }
 
 /* record_cmp - records in (transaction id, channel) order, the order the ledger inserts in */
@@ -275,30 +320,209 @@ static int record_cmp(const void *a, const void *b)
 	return d != 0 ? d : (int)x->channel - (int)y->channel;
 }
 
+/* record_rows - run the multi-row statement family Q (Q_UPD_1, ...) over N rows of COLS
+ * arguments each in A: the largest powers of two first */
+static int record_rows(struct db *db, int q, const struct db_arg *a, size_t cols, size_t n)
+{
+	size_t off = 0, k;
+	int lvl, rc;
+
+	while (off < n) {
+		for (lvl = RECORD_POW - 1, k = (size_t)1 << lvl; k > n - off; lvl--, k >>= 1)
+			;
+		if ((rc = db_exec(db, q + lvl, a + off * cols, k * cols)) < 0)
+			return rc;
+		off += k;
+	}
+	return 0;
+}
+
+/* record_lock - lock the rows of V[0..N) (one channel, sorted, no transaction twice) with one
+ * statement for each RECORD_LOCK_ROWS: their ids into ID (0: no row yet), statuses into
+ * previous */
+static int record_lock(struct db *db, int base, struct record **v, size_t n, int64_t *id)
+{
+	struct db_arg a[1 + RECORD_LOCK_ROWS];
+	size_t off, i, k;
+	int rc;
+
+	for (off = 0; off < n; off += k) {
+		k = n - off < RECORD_LOCK_ROWS ? n - off : RECORD_LOCK_ROWS;
+		a[0] = db_str(codec_channel_name(v[0]->note->channel));
+		for (i = 0; i < RECORD_LOCK_ROWS; i++)
+			a[1 + i] = i < k ? db_str(v[off + i]->note->txid) : db_null();
+		if ((rc = db_exec(db, base + Q_LOCK, a, 1 + RECORD_LOCK_ROWS)) < 0)
+			return rc;
+		while ((rc = db_fetch(db, base + Q_LOCK)) == 1) {
+			const char *tx = db_col_str(db, base + Q_LOCK, 0, NULL);
+			const char *st = db_col_str(db, base + Q_LOCK, 2, NULL);
+
+			for (i = off; tx != NULL && i < off + k; i++)
+				if (strcmp(v[i]->note->txid, tx) == 0) {
+					id[i] = db_col_i64(db, base + Q_LOCK, 1);
+					snprintf(v[i]->previous, sizeof v[i]->previous, "%s",
+					    st != NULL ? st : "");
+				}
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* record_many - the changes V[0..N) of one channel, sorted, no transaction twice, inside the
+ * caller's transaction: all rows locked by one statement, then the updates, audit rows and
+ * events of those that exist written by a few multi-row statements; a message without a row yet
+ * (the ledger has not recorded it) goes through record_one */
+static int record_many(struct db *db, int base, int admit_base, struct record **v, size_t n,
+	const char *host, const char *worker, int64_t now)
+{
+	struct db_arg *upd = NULL, *aud = NULL, *out = NULL;
+	int64_t *id = calloc(n, sizeof *id);
+	char **ev = calloc(n, sizeof *ev), (*key)[40] = calloc(n, sizeof *key);
+	size_t i, m = 0;
+	int rc = DB_ERR;
+
+	if (id == NULL || ev == NULL || key == NULL)
+		goto out;
+	upd = malloc(n * RECORD_UPD_COLS * sizeof *upd);
+	aud = malloc(n * RECORD_AUD_COLS * sizeof *aud);
+	out = malloc(n * RECORD_OUT_COLS * sizeof *out);
+	if (upd == NULL || aud == NULL || out == NULL)
+		goto out;
+	for (i = 0; i < n; i++)
+		v[i]->previous[0] = '\0';
+	if ((rc = record_lock(db, base, v, n, id)) < 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		struct record *r = v[i];
+		const struct note *no = r->note;
+		const char *detail = record_json(r->detail);
+		struct db_arg *u = upd + m * RECORD_UPD_COLS, *a = aud + m * RECORD_AUD_COLS;
+
+		if (id[i] == 0)
+			continue;       /* below */
+		r->result = record_allowed(r->previous, r->status);
+		if (r->result != RECORD_WRITTEN)
+			continue;
+		snprintf(key[i], sizeof key[i], "%s.%s", codec_channel_name(no->channel), r->status);
+		rc = DB_ERR;
+		if ((ev[i] = record_event(r, now)) == NULL)
+			goto out;
+		u[0] = db_i64(id[i]);
+		u[1] = db_str(no->txid);
+		u[2] = db_str(codec_channel_name(no->channel));
+		u[3] = db_str(r->status);
+		u[4] = db_str("");
+		u[5] = db_str("");
+		u[6] = db_i64(0);
+		u[7] = db_i64(no->attempt);
+		u[8] = db_str(r->provider);
+		u[9] = db_str(r->provider_message_id);
+		u[10] = db_str(detail);
+		u[11] = r->template_version ? db_i64(r->template_version) : db_null();
+		u[12] = r->deferred_until ? db_time(r->deferred_until) : db_null();
+		a[0] = db_i64(id[i]);
+		a[1] = db_str(r->previous);
+		a[2] = db_str(r->status);
+		a[3] = db_time(now);
+		a[4] = db_str(host);
+		a[5] = db_str(worker);
+		a[6] = db_i64(no->attempt);
+		a[7] = db_str(detail);
+		out[m * RECORD_OUT_COLS] = db_str(key[i]);
+		out[m * RECORD_OUT_COLS + 1] = db_str(ev[i]);
+		m++;
+	}
+	if ((rc = record_rows(db, base + Q_UPD_1, upd, RECORD_UPD_COLS, m)) < 0 ||
+	    (rc = record_rows(db, base + Q_AUD_1, aud, RECORD_AUD_COLS, m)) < 0 ||
+	    (rc = record_rows(db, base + Q_OUT_1, out, RECORD_OUT_COLS, m)) < 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (id[i] == 0)
+			rc = record_one(db, base, admit_base, v[i], host, worker, now);
+		else if (v[i]->result == RECORD_WRITTEN)
+			rc = record_after(db, base, admit_base, v[i], id[i]);
+		if (rc < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	for (i = 0; ev != NULL && i < n; i++)
+		free(ev[i]);
+	free(ev);
+	free(key);
+	free(id);
+	free(upd);
+	free(aud);
+	free(out);
+	return rc;
+}
+
+/* record_sorted - the changes V[0..N), sorted by record_cmp, inside the caller's transaction */
+static int record_sorted(struct db *db, int base, int admit_base, struct record **v, size_t n,
+	const char *host, const char *worker, int64_t now)
+{
+	size_t i;
+	int rc;
+
+	for (i = 1; i < n; i++)
+		if (v[i]->note->channel != v[0]->note->channel || record_cmp(&v[i - 1], &v[i]) == 0 ||
+		    v[i]->note->txid[0] == '\0')
+			break;
+	if (n > 1 && i == n && v[0]->note->txid[0] != '\0')
+		return record_many(db, base, admit_base, v, n, host, worker, now);
+	for (i = 0; i < n; i++)
+		if ((rc = record_one(db, base, admit_base, v[i], host, worker, now)) < 0)
+			return rc;
+	return 0;
+}
+
+/* record_order - pointers to R[0..N) in record_cmp order (malloc'd), or NULL */
+static struct record **record_order(struct record *r, size_t n)
+{
+	struct record **v = malloc((n ? n : 1) * sizeof *v);
+	size_t i;
+
+	if (v == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		v[i] = &r[i];
+	qsort(v, n, sizeof *v, record_cmp);
+	return v;
+}
+
+/* record_write - the N changes of R inside the caller's open transaction */
+int record_write(struct db *db, int base, int admit_base, struct record *r, size_t n,
+	const char *host, const char *worker, int64_t now)
+{
+	struct record **v = record_order(r, n);
+	int rc;
+
+	if (v == NULL)
+		return DB_ERR;
+	rc = record_sorted(db, base, admit_base, v, n, host, worker, now);
+	free(v);
+	return rc;
+}
+
 /* record_batch - all of R in one transaction; repeated whole after DB_ERETRY (up to 5 times).
  * Rows are locked in (transaction, channel) order, as every writer does, so concurrent batches
  * wait for each other instead of deadlocking. */
 int record_batch(struct db *db, int base, int admit_base, struct record *r, size_t n,
 	const char *host, const char *worker, int64_t now)
 {
-	struct record **v = malloc((n ? n : 1) * sizeof *v);
+	struct record **v = record_order(r, n);
 	int rc = 0, tries;
-	size_t i;
 
 	if (v == NULL)
 		return DB_ERR;
-	for (i = 0; i < n; i++)
-		v[i] = &r[i];
-	qsort(v, n, sizeof *v, record_cmp);
 	for (tries = 0; tries < 5; tries++) {
 		if (tries > 0)
 			now = rfc3339_now();    /* the audit rows say when they were really written */
 		if ((rc = db_begin(db)) < 0)
 			goto again;
-		for (i = 0; i < n; i++)
-			if ((rc = record_one(db, base, admit_base, v[i], host, worker, now)) < 0)
-				break;
-		if (rc < 0) {
+		if ((rc = record_sorted(db, base, admit_base, v, n, host, worker, now)) < 0) {
 			db_rollback(db);
 			goto again;
 		}

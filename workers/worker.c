@@ -139,6 +139,22 @@ static void list_add(struct job_list *l, struct job *j)
 	l->n++;
 }
 
+/* list_add_priority - put J into L after every job of its priority or higher: a high message
+ * admitted after a window of low ones is delivered before them (SPEC §11) */
+static void list_add_priority(struct job_list *l, struct job *j)
+{
+	struct job **pp;
+
+	for (pp = &l->head; *pp != NULL && (*pp)->note->priority >= j->note->priority;
+	    pp = &(*pp)->next)
+		;
+	j->next = *pp;
+	*pp = j;
+	if (j->next == NULL)
+		l->tail = &j->next;
+	l->n++;
+}
+
 /* list_remove - take J out of L */
 static void list_remove(struct job_list *l, struct job *j)
 {
@@ -440,15 +456,26 @@ static int worker_record(struct worker *w, struct job *list, int64_t now)
 	return rc == 0 ? 0 : -1;
 }
 
-/* worker_admit_batch - admit every waiting message, record their statuses in one transaction,
- * ack the ended ones and start the deliveries */
-static void worker_admit_batch(struct worker *w)
+/* worker_unadmit - LIST was admitted but not recorded: back to the incoming messages, to be
+ * decided again later (admission is safe to repeat) */
+static void worker_unadmit(struct worker *w, struct job *list)
 {
-	int64_t now = rfc3339_now();
-	struct job *list, *j, *next, **pp;
+	struct job *j, *next;
 
-	if (w->incoming.n == 0)
-		return;
+	for (j = list; j != NULL; j = next) {
+		next = j->next;
+		job_reset(j);
+		list_add(&w->incoming, j);
+	}
+}
+
+/* worker_admit_list - take the incoming messages, drop those of a lost connection and admit
+ * the others into *OUT (not yet recorded); -1 (all back in incoming) when the database failed */
+static int worker_admit_list(struct worker *w, int64_t now, struct job **out)
+{
+	struct job *list, *j, **pp;
+
+	*out = NULL;
 	list = list_take(&w->incoming);
 	/* messages of a lost connection come again on the new one */
 	for (pp = &list; (j = *pp) != NULL;) {
@@ -460,29 +487,52 @@ static void worker_admit_batch(struct worker *w)
 		}
 	}
 	for (j = list; j != NULL; j = j->next)
-		if (worker_admit(w, j, now) < 0)
-			goto later;
-	if (worker_record(w, list, now) < 0)
-		goto later;
-	w->backoff = 0;
+		if (worker_admit(w, j, now) < 0) {
+			worker_unadmit(w, list);
+			return -1;
+		}
+	*out = list;
+	return 0;
+}
+
+/* worker_admitted - LIST was admitted and recorded: the ready ones wait for a delivery slot in
+ * priority order, the others are acked (ended, deferred, skipped as already final, refused) */
+static void worker_admitted(struct worker *w, struct job *list)
+{
+	struct job *j, *next;
+
 	for (j = list; j != NULL; j = next) {
 		next = j->next;
-		if (j->status != NULL && strcmp(j->status, "ready") == 0) {
-			list_add(&w->pending, j);
-			continue;
-		}
-		job_ack(j);     /* ended, deferred, skipped (already final) or refused */
+		if (j->status != NULL && strcmp(j->status, "ready") == 0)
+			list_add_priority(&w->pending, j);
+		else
+			job_ack(j);
 	}
+}
+
+/* worker_admit_batch - admit every waiting message, record their statuses in one transaction,
+ * ack the ended ones and start the deliveries */
+static void worker_admit_batch(struct worker *w)
+{
+	int64_t now = rfc3339_now();
+	struct job *list;
+
+	if (w->incoming.n == 0)
+		return;
+	if (worker_admit_list(w, now, &list) < 0)
+		goto later;
+	if (list == NULL)
+		return;
+	if (worker_record(w, list, now) < 0) {
+		worker_unadmit(w, list);
+		goto later;
+	}
+	w->backoff = 0;
+	worker_admitted(w, list);
 	worker_pump(w);
 	worker_outbox(w);
 	return;
 later:
-	/* nothing was recorded: decide again later (admission is safe to repeat) */
-	for (j = list; j != NULL; j = next) {
-		next = j->next;
-		job_reset(j);
-		list_add(&w->incoming, j);
-	}
 	worker_arm_retry(w);
 }
 
@@ -609,7 +659,7 @@ static bool worker_outcome(struct job *j)
 			json_object_object_add(d, "template_version",
 			    json_object_new_int((int)j->rnd.template_version));
 		j->detail = d;
-		j->slots = RECORD_SLOTS_KEEP;
+		j->slots = j->adm.reserved ? RECORD_SLOTS_KEEP : RECORD_SLOTS_NONE;
 		return true;
 	}
 	if (r->outcome == PROV_TRANSIENT && worker_retry(j))
@@ -879,7 +929,7 @@ static void worker_device_decide(struct job *j)
 		if (mid != NULL)
 			json_object_object_add(j->detail, "provider_message_id",
 			    json_object_new_string(mid));
-		j->slots = RECORD_SLOTS_KEEP;
+		j->slots = j->adm.reserved ? RECORD_SLOTS_KEEP : RECORD_SLOTS_NONE;
 	} else {
 		j->status = "failed";
 		j->detail = worker_detail(again > 0 ? "retries exhausted" :
@@ -975,30 +1025,41 @@ static void worker_check_drained(struct worker *w)
 		ev_break(w->loop, EVBREAK_ALL);
 }
 
-/* worker_flush_cb - record the deliveries that ended, then ack them */
+/* worker_flush_cb - record the deliveries that ended, and in the same transaction the
+ * admission of the messages that arrived meanwhile; then ack the ended ones */
 static void worker_flush_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct worker *w = t->data;
-	struct job *list, *j, *next;
+	int64_t now = rfc3339_now();
+	struct job *list, *in = NULL, *j, *next, **tail;
 
 	(void)loop;
 	(void)revents;
 	if (w->ended.n == 0)
 		return;
 	list = list_take(&w->ended);
-	if (worker_record(w, list, rfc3339_now()) < 0) {
+	if (w->incoming.n > 0 && !w->draining && !w->closing && worker_admit_list(w, now, &in) < 0)
+		in = NULL;      /* left in incoming; the ended ones are recorded all the same */
+	for (tail = &list; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = in;
+	if (worker_record(w, list, now) < 0) {
+		*tail = NULL;
 		for (j = list; j != NULL; j = next) {
 			next = j->next;
 			list_add(&w->ended, j);
 		}
+		worker_unadmit(w, in);
 		worker_arm_retry(w);
 		return;
 	}
+	*tail = NULL;
 	w->backoff = 0;
 	for (j = list; j != NULL; j = next) {
 		next = j->next;
 		job_ack(j);
 	}
+	worker_admitted(w, in);
 	worker_pump(w);
 	worker_outbox(w);
 	worker_check_drained(w);
@@ -1060,9 +1121,16 @@ static void worker_deliver_cb(struct mq *mq, amqp_envelope_t *env, void *arg)
 /* worker_idle_cb - a batch of deliveries was read */
 static void worker_idle_cb(struct mq *mq, void *arg)
 {
+	struct worker *w = arg;
+
 	(void)mq;
-	if (!((struct worker *)arg)->draining)
-		worker_admit_batch(arg);
+	if (w->draining)
+		return;
+	/* while ready messages wait for a busy slot, new ones are admitted with the next
+	 * recording: one transaction for both */
+	if (w->pending.n > 0 && worker_slots_full(w))
+		return;
+	worker_admit_batch(w);
 }
 
 /* worker_grace_cb - drain took longer than heraldd.grace: stop anyway (unacked messages are
