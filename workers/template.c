@@ -213,8 +213,10 @@ static int template_lex(struct template_lexer *lx)
 	return 0;
 }
 
-/* template_walk - follow the dotted path P[0..n) from V; NULL (and *FOUND false) when a step is missing */
-static struct json_object *template_walk(struct json_object *v, const char *p, size_t n, bool *found)
+/* template_walk - follow the dotted path P[0..n) from V; NULL (and *FOUND false) when a step is missing;
+ * *COST counts the key lookups */
+static struct json_object *template_walk(struct json_object *v, const char *p, size_t n, bool *found,
+                                         unsigned long *cost)
 {
 	char key[256];
 	const char *dot;
@@ -230,6 +232,7 @@ static struct json_object *template_walk(struct json_object *v, const char *p, s
 		}
 		memcpy(key, p, k);
 		key[k] = '\0';
+		++*cost;
 		if (!json_object_object_get_ex(v, key, &v)) {
 			*found = false;
 			return NULL;
@@ -250,10 +253,12 @@ static struct json_object *template_walk(struct json_object *v, const char *p, s
 
 /* template_lookup - resolve NAME: "." is the innermost context; otherwise the first path segment is
  * looked up in the section contexts (innermost first), then the caller's CTX in order, and the rest of
- * the path is followed from there only (Mustache rule) */
+ * the path is followed from there only (Mustache rule); *COST counts the contexts looked in and the
+ * key lookups, so that the step budget bounds the work and not only the tags */
 static struct json_object *template_lookup(const struct template_frame *fr, size_t nfr,
                                            struct json_object *const *ctx, size_t nctx,
-                                           const char *name, size_t n, bool *found)
+                                           const char *name, size_t n, bool *found,
+                                           unsigned long *cost)
 {
 	struct json_object *scope = NULL, *v;
 	const char *dot;
@@ -276,6 +281,7 @@ static struct json_object *template_lookup(const struct template_frame *fr, size
 		return NULL;
 	memcpy(key, name, k);
 	key[k] = '\0';
+	*cost += nfr + nctx;
 	for (i = nfr; !got && i-- > 0;)
 		if (fr[i].pushed && json_object_is_type(fr[i].val, json_type_object) &&
 		    json_object_object_get_ex(fr[i].val, key, &v)) {
@@ -290,7 +296,7 @@ static struct json_object *template_lookup(const struct template_frame *fr, size
 		}
 	if (!got)
 		return NULL;
-	return template_walk(scope, name, n, found);
+	return template_walk(scope, name, n, found, cost);
 }
 
 /* template_truthy - false for null, false, "", []; true otherwise (0 included, as in JSON) */
@@ -402,7 +408,7 @@ static int template_run(const struct template_tok *t, size_t nt, const char *tpl
 
 	while (i < nt) {
 		if (++steps > TEMPLATE_MAX_STEPS) {
-			template_errat(err, errlen, tpl, t[i].off, "template too expensive (over %u tag visits)",
+			template_errat(err, errlen, tpl, t[i].off, "template too expensive (over %u steps)",
 			               TEMPLATE_MAX_STEPS);
 			return -1;
 		}
@@ -412,7 +418,7 @@ static int template_run(const struct template_tok *t, size_t nt, const char *tpl
 			break;
 		case TK_VAR:
 		case TK_RAW:
-			v = template_lookup(fr, nfr, ctx, nctx, t[i].s, t[i].n, &found);
+			v = template_lookup(fr, nfr, ctx, nctx, t[i].s, t[i].n, &found, &steps);
 			if (!found) {
 				template_errat(err, errlen, tpl, t[i].off, "missing variable \"%.*s\"",
 				               (int)(t[i].n > 64 ? 64 : t[i].n), t[i].s);
@@ -422,7 +428,7 @@ static int template_run(const struct template_tok *t, size_t nt, const char *tpl
 			break;
 		case TK_SECTION:
 		case TK_INVERTED:
-			v = template_lookup(fr, nfr, ctx, nctx, t[i].s, t[i].n, &found);
+			v = template_lookup(fr, nfr, ctx, nctx, t[i].s, t[i].n, &found, &steps);
 			truthy = found && template_truthy(v);
 			if ((t[i].kind == TK_SECTION) != truthy) {
 				i = t[i].match + 1;      /* skip the body */

@@ -8,7 +8,9 @@
 #include <json-c/json.h>
 
 #define TEMPLATE_MAX_DEPTH 32            /* sections nested deeper are refused */
-#define TEMPLATE_MAX_STEPS (1u << 24)    /* tag visits per render: bounds nested array loops */
+#define TEMPLATE_MAX_STEPS (1u << 20)    /* tag visits + name lookups per render: bounds the
+                                            work of nested array loops (inline content is the
+                                            sender's) */
 
 /* template_render - render TPL (LEN bytes) looking names up in CTX[0..NCTX) (request data first,
  * then the profile), inner section contexts first; HTML-escape {{var}} when HTML. On success 0 with

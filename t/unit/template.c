@@ -54,7 +54,7 @@ int main(void)
 	int rc;
 	const char bytes[] = "a\x01\xff\xfe{\x80}}{ {{name}}\x7f\xc3";
 
-	plan(49);
+	plan(51);
 	t_ctx[0] = json_tokener_parse(
 		"{\"name\":\"Ann <b>&\\\"'\",\"n\":42,\"neg\":-7,\"d\":1.5,\"t\":true,\"f\":false,\"nul\":null,"
 		"\"a\":{\"b\":{\"c\":\"deep\"}},\"items\":[{\"x\":1},{\"x\":2},{\"x\":3}],\"words\":[\"p\",\"q\"],"
@@ -163,6 +163,37 @@ int main(void)
 	          "{{/items}}{{/items}}{{/items}}{{/items}}{{/items}}{{/items}}{{/items}}{{/items}}"
 	          "{{/items}}{{/items}}{{/items}}{{/items}}{{/items}}{{/items}}{{/items}}{{/items}}",
 	          "too expensive", "3^16 loop refused by the step budget");
+	/* fuzz: name lookups count against the budget, so that sections over arrays of objects
+	 * (each lookup searching every enclosing context) cannot cost seconds of CPU a render */
+	{
+		struct json_object *c = json_tokener_parse("{\"o\":[{},{},{},{}],\"zz\":\"\"}"), *arr;
+		char tpl[256] = "";
+
+		for (i = 0; i < 10; i++)
+			strcat(tpl, "{{#o}}");
+		strcat(tpl, "{{zz}}");
+		for (i = 0; i < 10; i++)
+			strcat(tpl, "{{/o}}");
+		rc = template_render(tpl, strlen(tpl), &c, 1, false, 1024, &out, &n, t_err, sizeof t_err);
+		ok(rc == -1 && strstr(t_err, "too expensive") != NULL,
+		   "4^10 loop of lookups through 10 object contexts refused by the step budget");
+		json_object_put(c);
+		arr = json_object_new_array();
+		for (i = 0; i < 10000; i++) {
+			struct json_object *it = json_object_new_object();
+
+			json_object_object_add(it, "x", json_object_new_int(1));
+			json_object_array_add(arr, it);
+		}
+		c = json_object_new_object();
+		json_object_object_add(c, "items", arr);
+		rc = template_render("{{#items}}{{x}},{{/items}}", 26, &c, 1, false, 1 << 20, &out, &n,
+		                     t_err, sizeof t_err);
+		if (!ok(rc == 0 && n == 20000, "a 10,000-item loop fits the step budget"))
+			diag("rc %d n %zu err %s", rc, n, t_err);
+		free(out);
+		json_object_put(c);
+	}
 
 	json_object_put(t_ctx[0]);
 	json_object_put(t_ctx[1]);
