@@ -7,10 +7,20 @@
  *   raw_publish [-w WINDOW] [-d] URL FILE   publish; prints "requests N messages M seconds S rate R"
  *                                           -d: the ledger copy only after its channel copy is
  *                                           confirmed, as libherald does (default: right after it)
+ *   raw_publish -C [-u HOOK] [-w WINDOW] [-d] URL FILE
+ *                                           the raw publisher/consumer pair (bench/e2e.sh): a
+ *                                           forked consumer on its own connection consumes the
+ *                                           channel and ledger queues the file's messages go to
+ *                                           and acks them (-u: first POSTs each channel message's
+ *                                           body to HOOK with libcurl, one keep-alive connection,
+ *                                           2xx expected) while the parent publishes; timed until
+ *                                           the last confirm and the last ack; adds "consumed M
+ *                                           consume_seconds S pair_rate R posts P" to the line
  *   raw_publish -c URL QUEUE...              print "QUEUE COUNT" per queue (passive declare)
  *   raw_publish -p URL QUEUE...              purge the queues
  *
- * Not built by default: `make raw_publish` (EXTRA_PROGRAMS); bench/producer.sh runs it. */
+ * Not built by default: `make bench/raw_publish` (EXTRA_PROGRAMS); bench/producer.sh and
+ * bench/e2e.sh run it. */
 #include "config.h"
 
 #include <stdbool.h>
@@ -19,12 +29,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
+#include <curl/curl.h>
 
 #include "codec.h"
 #include "topology.h"
@@ -32,6 +44,8 @@
 
 #define RAW_CHAN 1
 #define RAW_MSGID_MAX (TXID_LEN + 24)
+#define RAW_PREFETCH 200              /* the consumer's basic.qos */
+#define RAW_ACK_EVERY 50              /* the consumer acks with multiple=1 every so many */
 
 /* One message to publish (both copies share the body). */
 struct raw_msg {
@@ -64,7 +78,7 @@ static void raw_connect(const char *s)
 {
 	struct url u;
 	char err[256];
-	amqp_socket_t *sock;
+	amqp_socket_t *sock = NULL;
 
 	if (url_parse(s, &u, err, sizeof err) < 0)
 		raw_die(err);
@@ -115,9 +129,12 @@ static size_t raw_load(const char *path, struct raw_msg **out, size_t *requests)
 			struct note *no = notes[i];
 
 			if (n == capm) {
+				struct raw_msg *g;
+
 				capm = capm ? capm * 2 : 65536;
-				if ((m = realloc(m, capm * sizeof *m)) == NULL)
+				if ((g = realloc(m, capm * sizeof *m)) == NULL)
 					raw_die("out of memory");
+				m = g;
 			}
 			free(no->client_id);          /* libherald: the client is the broker user */
 			if ((no->client_id = strdup(raw_user)) == NULL)
@@ -271,6 +288,101 @@ static void raw_room(const struct raw_msg *m, uint64_t limit)
 	}
 }
 
+/* raw_discard_cb - libcurl write callback: the receiver's answer is not kept */
+static size_t raw_discard_cb(char *p, size_t size, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * n;
+}
+
+/* raw_consume - the consumer child: on its own connection consume every queue the N messages
+ * of M went to (the channel queues, and the ledger), ack them (POSTing channel ones to HOOK
+ * first when not NULL) until EXPECT arrived; write "MONOTONIC_END POSTS" to FD; exit status */
+static int raw_consume(const char *url, const struct raw_msg *m, size_t n, size_t expect,
+	const char *hook, int fd)
+{
+	char qs[CODEC_CH_COUNT + 1][TOPOLOGY_NAME_MAX], buf[64];
+	unsigned seen = 0;
+	int nq = 0, q, fails = 0;
+	size_t i, got = 0, unacked = 0, posts = 0;
+	uint64_t last = 0;
+	CURL *c = NULL;
+	struct curl_slist *hdr = NULL;
+
+	raw_connect(url);
+	for (i = 0; i < n; i++)
+		seen |= CODEC_CH_BIT(m[i].note->channel);
+	for (q = 0; q < CODEC_CH_COUNT; q++)      /* enum codec_channel = enum conf_channel_id */
+		if (seen & CODEC_CH_BIT(q))
+			topology_channel_queue(q, qs[nq++], sizeof qs[0]);
+	snprintf(qs[nq++], sizeof qs[0], "%s", TOPOLOGY_LEDGER_QUEUE);
+	amqp_basic_qos(raw_conn, RAW_CHAN, 0, RAW_PREFETCH, 0);
+	raw_rpc("basic.qos");
+	for (q = 0; q < nq; q++) {
+		amqp_basic_consume(raw_conn, RAW_CHAN, amqp_cstring_bytes(qs[q]), amqp_empty_bytes, 0, 0,
+		    0, amqp_empty_table);
+		raw_rpc("basic.consume");
+	}
+	if (hook != NULL) {
+		if ((c = curl_easy_init()) == NULL ||
+		    (hdr = curl_slist_append(NULL, "Content-Type: application/json")) == NULL ||
+		    (hdr = curl_slist_append(hdr, "Expect:")) == NULL)
+			raw_die("curl: out of memory");
+		curl_easy_setopt(c, CURLOPT_URL, hook);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, raw_discard_cb);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	}
+	if (write(fd, "ready\n", 6) != 6)
+		raw_die("pipe");
+	while (got < expect) {
+		amqp_envelope_t env;
+		amqp_rpc_reply_t r;
+
+		amqp_maybe_release_buffers(raw_conn);
+		r = amqp_consume_message(raw_conn, &env, NULL, 0);
+		if (r.reply_type != AMQP_RESPONSE_NORMAL)
+			raw_die("consume failed");
+		if (c != NULL && !(env.routing_key.len == strlen(TOPOLOGY_LEDGER_KEY) &&
+		    memcmp(env.routing_key.bytes, TOPOLOGY_LEDGER_KEY, env.routing_key.len) == 0)) {
+			long code = 0;
+
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, env.message.body.bytes);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)env.message.body.len);
+			if (curl_easy_perform(c) != CURLE_OK ||
+			    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK ||
+			    code < 200 || code > 299)
+				fails++;
+			else
+				posts++;
+		}
+		last = env.delivery_tag;
+		amqp_destroy_envelope(&env);
+		got++;
+		if (++unacked == RAW_ACK_EVERY || got == expect) {
+			if (amqp_basic_ack(raw_conn, RAW_CHAN, last, 1) != AMQP_STATUS_OK)
+				raw_die("ack failed");
+			unacked = 0;
+		}
+	}
+	/* the last ack is on the wire; a round trip makes sure the broker has it */
+	amqp_basic_qos(raw_conn, RAW_CHAN, 0, RAW_PREFETCH, 0);
+	raw_rpc("basic.qos");
+	snprintf(buf, sizeof buf, "%.6f %zu\n", raw_now(), posts);
+	if (write(fd, buf, strlen(buf)) != (ssize_t)strlen(buf))
+		raw_die("pipe");
+	if (c != NULL) {
+		curl_easy_cleanup(c);
+		curl_slist_free_all(hdr);
+	}
+	amqp_connection_close(raw_conn, AMQP_REPLY_SUCCESS);
+	amqp_destroy_connection(raw_conn);
+	if (fails > 0)
+		fprintf(stderr, "raw_publish: %d POSTs to %s failed\n", fails, hook);
+	return fails > 0 ? 1 : 0;
+}
+
 /* raw_queues - -c (count) or -p (purge) each queue */
 static int raw_queues(bool purge, int argc, char **argv)
 {
@@ -298,21 +410,29 @@ int main(int argc, char **argv)
 	struct raw_msg *m;
 	size_t n, requests, i;
 	double t0, el;
-	int c;
-	char mode = 0;
+	int c, status;
+	char mode = 0, line[128];
+	bool pair = false;
+	const char *hook = NULL;
+	FILE *pf = NULL;
+	pid_t kid = -1;
+	double cend = 0;
+	size_t posts = 0;
 
-	while ((c = getopt(argc, argv, "w:dcp")) != -1) {
+	while ((c = getopt(argc, argv, "w:dcpCu:")) != -1) {
 		switch (c) {
 		case 'w': raw_window = (unsigned)atoi(optarg); break;
 		case 'd': raw_defer = true; break;
+		case 'C': pair = true; break;
+		case 'u': hook = optarg; break;
 		case 'c': case 'p': mode = (char)c; break;
 		default:
-			fprintf(stderr, "usage: raw_publish [-w WINDOW] [-d] URL FILE | -c|-p URL QUEUE...\n");
+			fprintf(stderr, "usage: raw_publish [-C [-u HOOK]] [-w WINDOW] [-d] URL FILE | -c|-p URL QUEUE...\n");
 			return 2;
 		}
 	}
 	if (argc - optind < 2 || raw_window < 2) {
-		fprintf(stderr, "usage: raw_publish [-w WINDOW] [-d] URL FILE | -c|-p URL QUEUE...\n");
+		fprintf(stderr, "usage: raw_publish [-C [-u HOOK]] [-w WINDOW] [-d] URL FILE | -c|-p URL QUEUE...\n");
 		return 2;
 	}
 	raw_connect(argv[optind]);
@@ -322,6 +442,24 @@ int main(int argc, char **argv)
 	if ((raw_ring = malloc(raw_window * sizeof *raw_ring)) == NULL ||
 	    (raw_due = malloc((n + 1) * sizeof *raw_due)) == NULL)
 		raw_die("out of memory");
+	if (pair) {                     /* the consumer, ready before the clock starts */
+		int pfd[2];
+
+		if (hook != NULL && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			raw_die("curl_global_init failed");
+		if (pipe(pfd) < 0)
+			raw_die("pipe failed");
+		fflush(stdout);
+		if ((kid = fork()) < 0)
+			raw_die("fork failed");
+		if (kid == 0) {
+			close(pfd[0]);
+			_exit(raw_consume(argv[optind], m, n, n * 2, hook, pfd[1]));
+		}
+		close(pfd[1]);
+		if ((pf = fdopen(pfd[0], "r")) == NULL || fgets(line, sizeof line, pf) == NULL)
+			raw_die("the consumer did not start");
+	}
 	amqp_confirm_select(raw_conn, RAW_CHAN);
 	raw_rpc("confirm.select");
 	t0 = raw_now();
@@ -335,8 +473,19 @@ int main(int argc, char **argv)
 	}
 	raw_room(m, 0);
 	el = raw_now() - t0;
-	printf("requests %zu messages %zu seconds %.3f rate %.1f nacks %lu returns %lu\n", requests,
+	printf("requests %zu messages %zu seconds %.3f rate %.1f nacks %lu returns %lu", requests,
 	    n * 2, el, (double)requests / el, raw_nacks, raw_returns);
+	if (pair) {
+		if (fgets(line, sizeof line, pf) == NULL || sscanf(line, "%lf %zu", &cend, &posts) != 2)
+			raw_die("the consumer failed");
+		if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			raw_nacks++;            /* a failed POST: exit 1 below */
+		fclose(pf);
+		cend -= t0;
+		printf(" consumed %zu consume_seconds %.3f pair_rate %.1f posts %zu", n * 2, cend,
+		    (double)requests / (cend > el ? cend : el), posts);
+	}
+	printf("\n");
 	amqp_channel_close(raw_conn, RAW_CHAN, AMQP_REPLY_SUCCESS);
 	amqp_connection_close(raw_conn, AMQP_REPLY_SUCCESS);
 	amqp_destroy_connection(raw_conn);

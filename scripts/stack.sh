@@ -11,6 +11,8 @@
 #   scripts/stack.sh ctl DIR ARGS...   rabbitmqctl ARGS on the stack's broker (e.g. add_vhost V)
 #
 # Nothing of the system's services is touched; two stacks in two directories run side by side.
+# HERALD_STACK_BUFFER_POOL (e.g. 1G; default 128M): MariaDB's innodb-buffer-pool-size, applied
+# whenever the database starts (bench/datasize.sh holds a million users in it).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -129,7 +131,7 @@ log-error=$m/error.log
 tmpdir=$m/tmp
 user=root
 skip-name-resolve
-innodb-buffer-pool-size=128M
+innodb-buffer-pool-size=${HERALD_STACK_BUFFER_POOL:-128M}
 max-connections=500
 ssl-ca=$d/tls/ca.pem
 ssl-cert=$d/tls/server.pem
@@ -189,6 +191,8 @@ dir=$(cd "$dir" && pwd)
 
 case $cmd in
 up)
+	[[ ${HERALD_STACK_BUFFER_POOL:-128M} =~ ^[1-9][0-9]*[KMG]?$ ]] ||
+		die "HERALD_STACK_BUFFER_POOL: a size such as 512M or 1G, not '$HERALD_STACK_BUFFER_POOL'"
 	"$here/deps.sh" servers || die "installing the servers failed"
 	if [ -f "$dir/ports" ]; then
 		# shellcheck disable=SC1091
