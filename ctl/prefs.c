@@ -339,9 +339,7 @@ static int prefs_apply_token(const char *conf, int argc, char **argv)
 			break;
 	if (rc == 0) {
 		rc = prefs_missing(cmd, claim.user);
-	} else if (rc < 0) {
-		rc = ctl_db_fail(db, rc);
-	} else if ((rc = prefs_object(db, claim.user, &prefs)) != 0) {
+	} else if (rc < 0 || (rc = prefs_object(db, claim.user, &prefs)) != 0) {
 		rc = ctl_db_fail(db, rc);
 	} else {
 		o = json_object_new_object();

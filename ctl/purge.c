@@ -160,6 +160,7 @@ static int purge_cutoff(const char *s, int64_t now, int64_t *cut)
 		*cut = now - n * unit * 1000000;
 		return 0;
 	}
+	/* NOLINTNEXTLINE(cert-err34-c): fixed-width fields of a 10-character string, ranges checked */
 	if (strlen(s) == 10 && sscanf(s, "%4d-%2d-%2d%c", &y, &mo, &d, &c) == 3 &&
 	    s[4] == '-' && s[7] == '-' && mo >= 1 && mo <= 12 && d >= 1 && d <= 31) {
 		memset(&tm, 0, sizeof(tm));

@@ -129,6 +129,7 @@ static int user_quiet_parse(const char *s, int *start, int *end)
 {
 	int h1, m1, h2, m2, n = 0;
 
+	/* NOLINTNEXTLINE(cert-err34-c): 2-digit fields of an 11-character string, ranges checked */
 	if (strlen(s) != 11 || sscanf(s, "%2d:%2d-%2d:%2d%n", &h1, &m1, &h2, &m2, &n) != 4 ||
 	    n != 11 || s[2] != ':' || s[5] != '-' || s[8] != ':')
 		return -1;
@@ -532,7 +533,8 @@ static int user_add(const char *conf, int argc, char **argv)
 			fprintf(stderr, "heraldctl user add: USER: %s\n", why);
 		} else {
 			for (p = field; *p; p++)
-				*p = *p == '_' ? '-' : *p;
+				if (*p == '_')
+					*p = '-';
 			fprintf(stderr, "heraldctl user add: --%s: %s\n", field, why);
 		}
 		rc = EX_DATAERR;

@@ -187,7 +187,7 @@ static long send_count_lines(FILE *f)
 		return 0;
 	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
 		for (i = 0; i < n; i++)
-			if ((last = buf[i]) == '\n')
+			if ((last = (unsigned char)buf[i]) == '\n')
 				lines++;
 	if (last != '\n')
 		lines++;

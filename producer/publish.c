@@ -457,7 +457,7 @@ static int publish_recover(struct herald *h)
 	h->hdue = h->ndue = 0;
 	for (p = h->head; p != NULL; p = p->next)
 		n++;
-	v = calloc(n + 1, sizeof *v);
+	v = calloc(n + 1, sizeof *v);   /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	was = calloc(n + 1, sizeof *was);
 	if (v == NULL || was == NULL) {
 		free(v);
@@ -496,7 +496,7 @@ int herald_submit(struct herald *h, const char *buf, size_t len, long line, hera
     void *arg)
 {
 	struct pend *p;
-	int rc = HERALD_OK, tries = 0;
+	int tries = 0;
 
 	if (h == NULL || buf == NULL)
 		return HERALD_EUSAGE;
@@ -515,7 +515,7 @@ int herald_submit(struct herald *h, const char *buf, size_t len, long line, hera
 		if (h->dead != HERALD_OK)
 			break;
 		while (p->published < p->n) {
-			if ((rc = publish_note(h, p, p->published)) == HERALD_OK)
+			if (publish_note(h, p, p->published) == HERALD_OK)
 				p->published++;
 			else if (++tries > 3 || publish_recover(h) != HERALD_OK)
 				break;

@@ -6,7 +6,7 @@ set -euo pipefail
 build_pkgs="gcc make autoconf automake libtool pkg-config librabbitmq-dev libmariadb-dev
 	libjson-c-dev libcurl4-openssl-dev libconfig-dev libev-dev libssl-dev libmicrohttpd-dev"
 server_pkgs="rabbitmq-server mariadb-server mariadb-client tzdata amqp-tools procps iproute2 openssl"
-check_pkgs="cppcheck clang libclang-rt-14-dev valgrind python3 jq python3-aiosmtpd python3-h2 python3-cryptography curl"
+check_pkgs="cppcheck clang clang-tidy libclang-rt-14-dev valgrind python3 jq python3-aiosmtpd python3-h2 python3-cryptography curl"
 
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=(build servers check)

@@ -237,6 +237,7 @@ bool codec_url_ok(const char *s)
 	if (*p != ':')
 		return false;
 	n = strspn(p + 1, "0123456789");
+	/* NOLINTNEXTLINE(cert-err34-c): 1 to 5 digits, checked above, cannot fail to convert */
 	return n >= 1 && n <= 5 && p + 1 + n == end && atol(p + 1) >= 1 && atol(p + 1) <= 65535;
 }
 
@@ -863,7 +864,7 @@ int codec_request_split(const struct request *r, int priority_default, struct no
 	}
 	for (c = 0; c < CODEC_CH_COUNT; c++)
 		nch += (r->channels & CODEC_CH_BIT(c)) != 0;
-	arr = calloc(nrcpt * nch > 0 ? nrcpt * nch : 1, sizeof(*arr));
+	arr = calloc(nrcpt * nch > 0 ? nrcpt * nch : 1, sizeof(*arr));    /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	if (arr == NULL)
 		return -1;
 	for (i = 0; i < nrcpt; i++) {
@@ -1039,7 +1040,7 @@ static int cx_wire_to(struct codec_error *e, struct json_object *v, struct note 
 static int cx_wire_fields(struct codec_error *e, struct json_object *o, struct note *n)
 {
 	struct json_object *v, *u = NULL, *to = NULL;
-	const char *bad, *s;
+	const char *bad, *s = NULL;
 	int64_t x = 0;
 	int c, has_user;
 

@@ -115,11 +115,11 @@ struct conf_key {
 #define KCUSTOM(n, T, f, ps, ...) \
 	{ .name = n, .kind = CONF_K_CUSTOM, CONF_FLD(T, f), .parse = ps, __VA_ARGS__ }
 #define KCOUNT(nm, ch, lo, d) \
-	{ .name = nm, .kind = CONF_K_INT, .off = offsetof(struct conf_counts, n) + (ch) * sizeof(int), \
-	  .min = lo, .max = 1000000, .def = d }
+	{ .name = (nm), .kind = CONF_K_INT, .off = offsetof(struct conf_counts, n) + (ch) * sizeof(int), \
+	  .min = (lo), .max = 1000000, .def = (d) }
 #define KCHAN(nm, ch) \
-	{ .name = nm, .kind = CONF_K_GROUP, .off = (ch) * sizeof(struct conf_channel), \
-	  .sub = conf_chan_keys, .variant = ch, .what = "channel", .check = conf_check_chan }
+	{ .name = (nm), .kind = CONF_K_GROUP, .off = (ch) * sizeof(struct conf_channel), \
+	  .sub = conf_chan_keys, .variant = (ch), .what = "channel", .check = conf_check_chan }
 #define KEND { .name = NULL }
 #define PT(t) (1u << (t))
 
@@ -1344,7 +1344,7 @@ static int conf_defaults(struct conf_ctx *x, const struct conf_key *keys, void *
 			for (n = 0; k->defv[n] != 0; n++)
 				;
 			free(((struct conf_intlist *)f)->v);
-			((struct conf_intlist *)f)->v = malloc(n * sizeof(int));
+			((struct conf_intlist *)f)->v = malloc((n ? n : 1) * sizeof(int));
 			if (((struct conf_intlist *)f)->v == NULL)
 				return conf_oom(x, k->name);
 			memcpy(((struct conf_intlist *)f)->v, k->defv, n * sizeof(int));

@@ -227,7 +227,7 @@ static const char *db_host(const struct url *u)
  * checks the chain only when it has a CA, so verify always comes with one (db_open saw to it) */
 static void db_tls_options(struct db *db)
 {
-	DB_MYBOOL on = 1, verify = db->tls_verify;
+	DB_MYBOOL on = 1, verify = (DB_MYBOOL)db->tls_verify;
 
 	mysql_optionsv(db->m, MYSQL_OPT_SSL_ENFORCE, &on);
 	if (db->tls_ca != NULL)
@@ -655,7 +655,7 @@ static int db_bind_results(struct db *db, struct db_st *s)
 			c->kind = DB_K_INT;
 			b->buffer_type = MYSQL_TYPE_LONGLONG;
 			b->buffer = &c->i;
-			b->is_unsigned = (f[i].flags & UNSIGNED_FLAG) != 0;
+			b->is_unsigned = (my_bool)((f[i].flags & UNSIGNED_FLAG) != 0);
 			break;
 		case MYSQL_TYPE_DATETIME: case MYSQL_TYPE_TIMESTAMP:
 			c->kind = DB_K_TIME;

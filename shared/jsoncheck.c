@@ -464,7 +464,7 @@ static int jc_slots_grow(struct jc_frame *f)
 static int jc_key(struct jc *j)
 {
 	struct jc_frame *f = &j->frames[j->depth - 1];
-	size_t p, need, off, klen, k;
+	size_t p, need, off, klen = 0, k;
 
 	if (j->pos >= j->len || j->buf[j->pos] != '"')
 		return jc_fail(j, j->pos >= j->len ? "unexpected end of input" : "object key expected");

@@ -96,7 +96,7 @@ static int unsub_mac(const char *secret, const char *p, size_t len,
 
 	if (len > UNSUB_PAYLOAD_B64_MAX)
 		return -1;
-	memcpy(msg, UNSUB_LABEL, ll);
+	memcpy(msg, UNSUB_LABEL, ll);    /* NOLINT(bugprone-not-null-terminated-result): a prefix */
 	memcpy(msg + ll, p, len);
 	if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, ll + len,
 	    mac, &maclen) == NULL || maclen != UNSUB_MAC_LEN)
@@ -180,7 +180,7 @@ int unsub_check(const char *secret, const char *token, int64_t now, struct unsub
 	unsigned char payload[UNSUB_PAYLOAD_MAX + 1], mac[UNSUB_MAC_LEN + 4], want[UNSUB_MAC_LEN];
 	const char *dot;
 	size_t tlen;
-	int plen, mlen;
+	int plen;
 
 	memset(out, 0, sizeof *out);
 	if (secret == NULL || secret[0] == '\0')
@@ -189,7 +189,7 @@ int unsub_check(const char *secret, const char *token, int64_t now, struct unsub
 	    (dot = strchr(token, '.')) == NULL || strchr(dot + 1, '.') != NULL)
 		return UNSUB_EFORM;
 	if ((size_t)(token + tlen - dot - 1) != UNSUB_MAC_B64 ||
-	    (mlen = unsub_b64_decode(dot + 1, UNSUB_MAC_B64, mac, sizeof mac)) != UNSUB_MAC_LEN)
+	    unsub_b64_decode(dot + 1, UNSUB_MAC_B64, mac, sizeof mac) != UNSUB_MAC_LEN)
 		return UNSUB_EFORM;
 	if ((plen = unsub_b64_decode(token, (size_t)(dot - token), payload, UNSUB_PAYLOAD_MAX)) <= 0)
 		return UNSUB_EFORM;

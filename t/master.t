@@ -109,7 +109,7 @@ for _ in $(seq 150); do
 	sleep 0.1
 done
 is "$alive" 0 "SIGKILL of the master: its $(echo $kids | wc -w) children exit too"
-ok "$([ $(($(date +%s) - t0)) -le 8 ]; echo $?)" "within the grace (5 s) and a little"
+ok "$([ $(($(date +%s) - t0)) -le "$(tlimit 8)" ]; echo $?)" "within the grace (5 s) and a little"
 mstart a
 wait_final "sk$p" 1000 90
 is "$(final "sk$p")/$(hooks "sk$p")" "1000/1000/1000" "restarted: all 1,000 final, each delivered once"
@@ -156,9 +156,9 @@ amqp-delete-queue -u "$HERALD_AMQP_URL" -q herald.webhook.v1 > /dev/null
 # --- a crash loop is throttled and logged -------------------------------------------------------
 mconf c 2 'mysql = { url = "mysql://herald:herald@127.0.0.1:1/herald"; connect_timeout = 1; };'
 HERALD_MYSQL_URL= mstart c
-sleep 6
+sleep "$(tlimit 6)"       # (longer under valgrind: HERALD_T_TIMEOUT)
 n=$(grep -c 'event=child_started kind=webhook' "$tmp/c.log")
-ok "$([ "$n" -ge 4 ] && [ "$n" -le 16 ]; echo $?)" "workers that die before their first ack are respawned with backoff ($n starts in 6 s)"
+ok "$([ "$n" -ge 4 ] && [ "$n" -le "$(tlimit 16)" ]; echo $?)" "workers that die before their first ack are respawned with backoff ($n starts in $(tlimit 6) s)"
 grep -q 'level=error.*event=crash_loop kind=webhook' "$tmp/c.log"
 ok $? "the crash loop is logged at error level"
 mstop c; is $? 0 "and SIGTERM still stops it with 0"

@@ -21,9 +21,9 @@ S1=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw      # the Standard Webhooks example s
 S2=plain-rotation-secret                        # a raw (non-whsec_) secret
 log="$tmp/receiver.jsonl"
 python3 "$HERALD_SRCDIR/t/lib/receiver.py" --log "$log" --port-file "$tmp/port" \
-	--secret "$S1" --secret "$S2" --slow 3 &
+	--secret "$S1" --secret "$S2" --slow "$(tlimit 3)" &
 rpid=$!
-for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+for _ in $(seq "$(tlimit 50)"); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 [ -s "$tmp/port" ] || bail "receiver.py did not start"
 port=$(cat "$tmp/port")
 base="http://127.0.0.1:$port"
@@ -31,12 +31,12 @@ base="http://127.0.0.1:$port"
 # conf NAME TEXT - write a config file (mode 600: it holds secrets)
 conf() { printf '%s\n' "$2" > "$tmp/$1.conf"; chmod 600 "$tmp/$1.conf"; }
 conf open "channels = { webhook = { allow_private = true; providers = ( { type = \"webhook\";
-  timeout = 1; secrets = [ \"$S1\" ]; } ); }; };
+  timeout = $(tlimit 1); secrets = [ \"$S1\" ]; } ); }; };
 clients = { shop = { webhook_secrets = [ \"$S2\", \"$S1\" ]; }; };"
 conf nosig 'channels = { webhook = { allow_private = true; }; };'
 conf guarded "channels = { webhook = { providers = ( { type = \"webhook\"; secrets = [ \"$S1\" ]; } ); }; };"
 conf failover "channels = { webhook = { allow_private = true; providers = (
-  { name = \"first\"; type = \"webhook\"; timeout = 1; }, { name = \"second\"; type = \"webhook\"; } ); }; };"
+  { name = \"first\"; type = \"webhook\"; timeout = $(tlimit 1); }, { name = \"second\"; type = \"webhook\"; } ); }; };"
 conf email 'channels = { email = { providers = ( { type = "smtp"; url = "smtp://mail.example.org"; } ); }; };'
 
 # wsend CONF ARGS... - run the driver with config CONF; its output in $out, status in $rc
@@ -154,7 +154,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext su
 python3 "$HERALD_SRCDIR/t/lib/receiver.py" --log "$log" --port-file "$tmp/tport" \
 	--secret "$S1" --cert "$tmp/cert.pem" --key "$tmp/key.pem" &
 tpid=$!
-for _ in $(seq 50); do [ -s "$tmp/tport" ] && break; sleep 0.1; done
+for _ in $(seq "$(tlimit 50)"); do [ -s "$tmp/tport" ] && break; sleep 0.1; done
 [ -s "$tmp/tport" ] || bail "receiver.py (TLS) did not start"
 tbase="https://127.0.0.1:$(cat "$tmp/tport")"
 conf noverify "channels = { webhook = { allow_private = true; tls_verify = false;

@@ -63,7 +63,7 @@ sql "INSERT INTO users (user_id, first_name, webhook_url, timezone) VALUES
 	('${p}_503', NULL, '$hook/status/503', 'UTC'),
 	('${p}_flaky', NULL, '$hook/seq/f$$/503,200', 'UTC'),
 	('${p}_429', NULL, '$hook/seq/l$$/429,200?retry_after=1', 'UTC'),
-	('${p}_pa', NULL, '$hook/seq/pa$$/429,200?retry_after=3', 'UTC'),
+	('${p}_pa', NULL, '$hook/seq/pa$$/429,200?retry_after=$(tlimit 3)', 'UTC'),
 	('${p}_pb', NULL, '$hook/ok?pb', 'UTC'),
 	('${p}_slow', NULL, '$hook/slow', 'UTC'),
 	('${p}_nourl', NULL, NULL, 'UTC'),
@@ -243,7 +243,7 @@ is "$(sql "SELECT COUNT(*) FROM notifications WHERE transaction_id = '$tx'")" 1 
 
 # --- the same transaction after a kill mid-delivery is not a duplicate ---------------------------
 tx=$(hsend "{\"user_id\":\"${p}_slow\",\"channels\":{\"webhook\":{\"event\":\"e\"}},\"idempotency_key\":\"slow-$p\"}")
-for _ in $(seq 100); do [ "$(wk_status "$tx" webhook)" = ready ] && break; sleep 0.1; done
+for _ in $(seq "$(tlimit 100)"); do [ "$(wk_status "$tx" webhook)" = ready ] && [ "$(got "$tx")" -ge 1 ] && break; sleep 0.1; done
 is "$(wk_status "$tx" webhook)" ready "slow receiver: ready while the call runs"
 wk_kill worker
 sql "UPDATE users SET webhook_url = '$hook/ok?after-kill' WHERE user_id = '${p}_slow'"
@@ -257,7 +257,7 @@ is "$(sql "SELECT COUNT(*) FROM idempotency_claims WHERE idempotency_key = 'slow
 
 # --- a 429 with Retry-After pauses the destination host for every delivery ------------------------
 txa=$(hsend "{\"user_id\":\"${p}_pa\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")
-for _ in $(seq 100); do [ "$(got "$txa")" -ge 1 ] && break; sleep 0.1; done
+for _ in $(seq "$(tlimit 100)"); do [ "$(got "$txa")" -ge 1 ] && break; sleep 0.1; done
 txb=$(hsend "{\"user_id\":\"${p}_pb\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")
 is "$(wk_wait "$txa" webhook 20)/$(wk_wait "$txb" webhook 20)" done/done "a 429 (Retry-After: 3), then 200: both done"
 ta=$(grep "$txa" "$tmp/hooks.jsonl" | head -1 | jq .t) tb=$(grep "$txb" "$tmp/hooks.jsonl" | head -1 | jq .t)

@@ -215,7 +215,7 @@ static int admit_rkey(const struct note *n, char out[ADMIT_RKEY_MAX])
 	}
 	if (EVP_Digest(n->address, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
 		return -1;
-	memcpy(out, "h:", 2);
+	memcpy(out, "h:", 2);   /* NOLINT(bugprone-not-null-terminated-result): snprintf ends it */
 	for (i = 0; i < mdlen; i++)
 		snprintf(out + 2 + 2 * i, 3, "%02x", md[i]);
 	return 0;

@@ -285,8 +285,9 @@ void control_close(struct control *ctl, int remove)
 {
 	if (ctl == NULL)
 		return;
+	/* the analyzer misses that control_conn_close unlinks the head before freeing it */
 	while (ctl->conns != NULL)
-		control_conn_close(ctl->conns);
+		control_conn_close(ctl->conns);  /* NOLINT(clang-analyzer-unix.Malloc) */
 	ev_io_stop(ctl->loop, &ctl->io);
 	close(ctl->fd);
 	if (remove)

@@ -264,12 +264,13 @@ void http_free(struct http *h)
 	while (h->xfers != NULL) {
 		struct http_xfer *x = h->xfers;
 
-		curl_multi_remove_handle(h->multi, x->easy);
+		/* http_end and http_sock_free unlink the head before freeing it: the analyzer misses it */
+		curl_multi_remove_handle(h->multi, x->easy);   /* NOLINT(clang-analyzer-unix.Malloc) */
 		http_end(h, x, CURLE_ABORTED_BY_CALLBACK);
 	}
 	curl_multi_cleanup(h->multi);
 	while (h->socks != NULL)
-		http_sock_free(h, h->socks);
+		http_sock_free(h, h->socks);    /* NOLINT(clang-analyzer-unix.Malloc) */
 	ev_timer_stop(h->loop, &h->timer);
 	free(h);
 }

@@ -395,7 +395,7 @@ static int ledger_take(struct ledger *l, const amqp_envelope_t *env)
 		return ledger_poison(l, env, msgid, &ce);
 	if (l->n == l->cap) {
 		/* the prefetch bounds the batch; grow if a broker ever sends more */
-		size_t cap = l->cap * 2;
+		size_t cap = l->cap ? l->cap * 2 : 16;
 		struct ledger_msg *m = realloc(l->m, cap * sizeof *m);
 
 		if (m == NULL) {
@@ -566,7 +566,7 @@ static bool ledger_is_data_error(unsigned e)
  * the number of notification rows this created */
 static enum ledger_rec ledger_record(struct ledger *l, size_t from, size_t n, uint64_t *inserted)
 {
-	struct note **v = malloc((n ? n : 1) * sizeof *v);
+	struct note **v = malloc((n ? n : 1) * sizeof *v);      /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	struct json_object *arr = json_object_new_array();
 	char at[RFC3339_LEN + 1];
 	const char *js;
@@ -591,7 +591,7 @@ static enum ledger_rec ledger_record(struct ledger *l, size_t from, size_t n, ui
 		goto out;
 	}
 	/* a producer that resent after a reconnect may have put one record in twice */
-	qsort(v, k, sizeof *v, ledger_cmp);
+	qsort(v, k, sizeof *v, ledger_cmp);     /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	for (i = 0; i < k; i++) {
 		struct json_object *row;
 

@@ -59,7 +59,6 @@ static int privs_keyfile(const char *key, const char *path, char *err, size_t er
 int privs_secrets(const struct conf *c, char *err, size_t errlen)
 {
 	struct stat st;
-	gid_t g;
 
 	/* FCM's service account file is checked where it is read (prov_fcm); the APNs key_file
 	 * is not checked yet */
@@ -75,7 +74,7 @@ int privs_secrets(const struct conf *c, char *err, size_t errlen)
 		    (unsigned)(c->mode & 07777), c->secret_key, c->path);
 		return -1;
 	}
-	if ((c->mode & 0070) != 0 && st.st_gid != 0 && st.st_gid != (g = privs_group_of(c)) &&
+	if ((c->mode & 0070) != 0 && st.st_gid != 0 && st.st_gid != privs_group_of(c) &&
 	    st.st_gid != getegid()) {
 		const struct group *gr = getgrgid(st.st_gid);
 

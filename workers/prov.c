@@ -333,7 +333,7 @@ static void prov_snippet(const struct prov_call *call, char *out, size_t n)
 	for (i = 0; i < call->resp_len && i < PROV_SNIPPET && k < n - 4; i++) {
 		unsigned char ch = (unsigned char)call->resp[i];
 
-		out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
+		out[k++] = (char)((ch >= 0x20 && ch < 0x7f) ? ch : ' ');
 	}
 	if (i < call->resp_len) {
 		memcpy(out + k, "...", 3);

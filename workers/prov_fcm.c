@@ -83,7 +83,7 @@ static void fcm_clean(const char *s, char *out, size_t n)
 	size_t i, k = 0;
 
 	for (i = 0; s != NULL && s[i] != '\0' && k + 4 < n; i++)
-		out[k++] = ((unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f) ? s[i] : ' ';
+		out[k++] = (char)(((unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f) ? s[i] : ' ');
 	if (s != NULL && s[i] != '\0' && k + 3 < n) {
 		memcpy(out + k, "...", 3);
 		k += 3;

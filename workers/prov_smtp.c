@@ -266,7 +266,7 @@ static void smtp_subject(struct smtp_buf *b, const char *s)
 		return;
 	}
 	for (i = 0; i < n; i++)
-		clean[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? ' ' : s[i];
+		clean[i] = (char)(((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? ' ' : s[i]);
 	clean[n] = '\0';
 	smtp_puts(b, "Subject: ");
 	if (!(smtp_ascii(clean, n) && strstr(clean, "=?") == NULL &&
@@ -446,7 +446,7 @@ static size_t smtp_header_cb(char *data, size_t size, size_t nitems, void *arg)
 
 		if (ch == '\r' || ch == '\n')
 			break;
-		sc->reply[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
+		sc->reply[k++] = (char)((ch >= 0x20 && ch < 0x7f) ? ch : ' ');
 	}
 	sc->reply[k] = '\0';
 	if (k > 3)
@@ -658,7 +658,7 @@ static int smtp_start(struct prov *p, const struct prov_msg *m, struct prov_call
 {
 	const struct conf_channel *cc = &p->conf->channels[CONF_CH_EMAIL];
 	const struct conf_provider *cp = p->cp;
-	struct smtp_mailbox from, reply;
+	struct smtp_mailbox from = { 0 }, reply = { 0 };
 	struct prov_call *call = NULL;
 	struct smtp_call *sc = NULL;
 	char path[SMTP_ADDR_MAX + 3];

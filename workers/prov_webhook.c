@@ -96,7 +96,7 @@ int prov_webhook_sign(const char *secret, const char *id, long long ts, const ch
 	}
 	OPENSSL_cleanse(key, sizeof key);
 	free(msg);
-	memcpy(out, "v1,", 3);
+	memcpy(out, "v1,", 3);  /* NOLINT(bugprone-not-null-terminated-result): EVP_EncodeBlock ends it */
 	EVP_EncodeBlock((unsigned char *)out + 3, md, (int)mdlen);
 	return 0;
 }
@@ -220,8 +220,9 @@ static int webhook_start(struct prov *p, const struct prov_msg *m, struct prov_c
 				prov_call_free(call);
 				return prov_fail(r, PROV_PERMANENT, "webhook secret unusable");
 			}
-			strcat(line, " ");
-			strcat(line, sig);
+			size_t used = strlen(line);
+
+			snprintf(line + used, sizeof line - used, " %s", sig);
 		}
 		if (prov_header(call, line) < 0)
 			goto oom;

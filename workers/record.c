@@ -47,11 +47,11 @@
 /* the six statements of one kind: NAME_1 .. NAME_32 */
 #define RECORD_SIX(q, name, m, r) \
 	[q] = { name "_1", m(r), false }, \
-	[q + 1] = { name "_2", m(RECORD_R2(r)), false }, \
-	[q + 2] = { name "_4", m(RECORD_R4(r)), false }, \
-	[q + 3] = { name "_8", m(RECORD_R8(r)), false }, \
-	[q + 4] = { name "_16", m(RECORD_R16(r)), false }, \
-	[q + 5] = { name "_32", m(RECORD_R32(r)), false }
+	[(q) + 1] = { name "_2", m(RECORD_R2(r)), false }, \
+	[(q) + 2] = { name "_4", m(RECORD_R4(r)), false }, \
+	[(q) + 3] = { name "_8", m(RECORD_R8(r)), false }, \
+	[(q) + 4] = { name "_16", m(RECORD_R16(r)), false }, \
+	[(q) + 5] = { name "_32", m(RECORD_R32(r)), false }
 
 enum {
 	Q_CUR,
@@ -481,14 +481,14 @@ static int record_sorted(struct db *db, int base, int admit_base, struct record 
 /* record_order - pointers to R[0..N) in record_cmp order (malloc'd), or NULL */
 static struct record **record_order(struct record *r, size_t n)
 {
-	struct record **v = malloc((n ? n : 1) * sizeof *v);
+	struct record **v = malloc((n ? n : 1) * sizeof *v);    /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	size_t i;
 
 	if (v == NULL)
 		return NULL;
 	for (i = 0; i < n; i++)
 		v[i] = &r[i];
-	qsort(v, n, sizeof *v, record_cmp);
+	qsort(v, n, sizeof *v, record_cmp);     /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	return v;
 }
 

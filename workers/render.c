@@ -114,6 +114,13 @@ int render_note(struct db *db, int base, const struct conf *c, const struct note
 		while ((rc = db_fetch(db, base + Q_TPL)) == 1) {
 			found = 1;
 			out->template_version = (unsigned)db_col_i64(db, base + Q_TPL, 0);
+			/* one row is expected; a later one replaces it without leaking */
+			free(tsubject);
+			free(ttext);
+			free(thtml);
+			tsubject = ttext = thtml = NULL;
+			json_object_put(out->extra);
+			out->extra = NULL;
 			if ((s = db_col_str(db, base + Q_TPL, 1, NULL)) != NULL)
 				tsubject = strdup(s);
 			if ((s = db_col_str(db, base + Q_TPL, 2, NULL)) != NULL)

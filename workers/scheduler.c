@@ -411,11 +411,10 @@ static int sched_round(struct sched *s)
 	struct record *recs = NULL;
 	size_t nv = 0, nreq = 0, i, nexp = 0, ncan = 0, nmiss = 0;
 	bool publish = mq_connected(s->mq);
-	int rc;
 
 	if (db_begin_read_committed(s->db) < 0)
 		return -1;
-	if ((rc = sched_take(s, now, &v, &nv)) < 0)
+	if (sched_take(s, now, &v, &nv) < 0)
 		goto fail;
 	if (nv == 0) {
 		db_rollback(s->db);
@@ -423,11 +422,11 @@ static int sched_round(struct sched *s)
 		return 0;
 	}
 	for (i = 0; i < nv; i++)
-		if ((rc = sched_classify(s, &v[i], now)) < 0)
+		if (sched_classify(s, &v[i], now) < 0)
 			goto fail;
 	if ((recs = calloc(nv, sizeof *recs)) == NULL)
 		goto fail;
-	if ((rc = sched_write(s, v, nv, publish, now, recs, &nreq)) < 0)
+	if (sched_write(s, v, nv, publish, now, recs, &nreq) < 0)
 		goto fail;
 	/* publish last, after every statement that could fail: only the commit can fail now */
 	for (i = 0; publish && i < nv; i++)
@@ -435,7 +434,7 @@ static int sched_round(struct sched *s)
 			goto fail;
 	if (nreq > 0 && mq_confirm(s->mq) < 0)
 		goto fail;
-	if ((rc = db_commit(s->db)) < 0) {
+	if (db_commit(s->db) < 0) {
 		/* the published copies meet a row still deferred: workers send nothing for them,
 		 * and the next round requeues those rows again */
 		log_warnx("event=scheduler_commit_failed published=%zu err=\"%s\" note=\"requeued "

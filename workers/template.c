@@ -354,7 +354,8 @@ static int template_put(struct template_out *o, const char *s, size_t n, bool es
 			o->cap = ncap;
 		}
 		if (!esc) {
-			memcpy(o->buf + o->len, s + i, add);
+			/* o->buf is set: need > 0 = cap on the first call grew it above */
+			memcpy(o->buf + o->len, s + i, add);   /* NOLINT(clang-analyzer-core.NonNullParamChecker) */
 			o->len += add;
 			break;
 		}

@@ -57,6 +57,7 @@ int main(int argc, char **argv)
 	    amqp_login(c, u.path, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, u.user, u.password)
 	    .reply_type != AMQP_RESPONSE_NORMAL) {
 		fprintf(stderr, "qpeek: cannot connect\n");
+		amqp_destroy_connection(c);
 		return 3;
 	}
 	amqp_channel_open(c, 1);
@@ -90,13 +91,16 @@ int main(int argc, char **argv)
 
 		if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 			fprintf(stderr, "qpeek: basic.get on %s failed\n", argv[2]);
+			amqp_destroy_connection(c);
 			return 1;
 		}
 		if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
 			break;
 		ok = r.reply.decoded;
-		if (amqp_read_message(c, 1, &m, 0).reply_type != AMQP_RESPONSE_NORMAL)
+		if (amqp_read_message(c, 1, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) {
+			amqp_destroy_connection(c);
 			return 1;
+		}
 		p = &m.properties;
 		printf("prio=%d\tmode=%d\t", (p->_flags & AMQP_BASIC_PRIORITY_FLAG) ? p->priority : -1,
 		    (p->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG) ? p->delivery_mode : -1);

@@ -27,7 +27,7 @@ EOF
 mstart() {
 	"$heraldd" -c "$tmp/$1.conf" >> "$tmp/$1.log" 2>&1 &
 	echo $! > "$tmp/$1.pid"
-	for _ in $(seq 50); do [ -S "$tmp/$1.sock" ] && return 0; sleep 0.1; done
+	for _ in $(seq "$(tlimit 50)"); do [ -S "$tmp/$1.sock" ] && return 0; sleep 0.1; done
 	return 1
 }
 # mstop NAME - SIGTERM, wait; its exit status
@@ -44,7 +44,7 @@ mstop() {
 wjson() { "$ctl" workers --socket "$tmp/$1.sock" | jq -r "$2"; }
 # wait_running NAME N - until N webhook workers run and none drains
 wait_running() {
-	for _ in $(seq 100); do
+	for _ in $(seq "$(tlimit 100)"); do
 		[ "$(wjson "$1" '.channels.webhook | "\(.running)/\(.draining)"')" = "$2/0" ] && return 0
 		sleep 0.1
 	done
@@ -55,7 +55,7 @@ final() { sql "SELECT COUNT(*) FROM notifications WHERE batch_id = '$1' AND stat
 # wait_final BATCH N [SECS] - until N of BATCH are final
 wait_final() {
 	local i
-	for ((i = 0; i < ${3:-60} * 10; i++)); do
+	for ((i = 0; i < $(tlimit "${3:-60}") * 10; i++)); do
 		[ "$(final "$1")" -ge "$2" ] && return 0
 		sleep 0.1
 	done

@@ -1,5 +1,8 @@
 # tap.sh - TAP output for the bash integration tests (sourced)
 # plan N; ok COND_STATUS DESC; is GOT WANT DESC; like GOT REGEX DESC; done_testing
+# tlimit N - N times $HERALD_T_TIMEOUT (a whole factor, default 1): the waiting limits of the
+# helpers, longer for slow runs (scripts/valgrind-suite.sh sets 4)
+tlimit() { echo $(($1 * ${HERALD_T_TIMEOUT:-1})); }
 _tap_n=0 _tap_fail=0
 plan() { echo "1..$1"; }
 # ok - pass when the previous command's status ($1) is 0

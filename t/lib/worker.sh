@@ -42,7 +42,7 @@ wk_status() {
 	sql "SELECT status FROM notifications WHERE transaction_id = '$1' AND channel = '$2'"
 }
 wk_wait() {
-	local i st n=$((${3:-20} * 10))
+	local i st n=$(($(tlimit "${3:-20}") * 10))
 	for ((i = 0; i < n; i++)); do
 		st=$(sql "SELECT status FROM notifications WHERE transaction_id = '$1' AND channel = '$2' AND status IN ($finals)")
 		[ -n "$st" ] && { echo "$st"; return 0; }
@@ -53,7 +53,7 @@ wk_wait() {
 }
 # wk_wait_status TXID CH STATUS [SECS] - wait until (TXID, CH) has STATUS
 wk_wait_status() {
-	local i n=$((${4:-20} * 10))
+	local i n=$(($(tlimit "${4:-20}") * 10))
 	for ((i = 0; i < n; i++)); do
 		[ "$(wk_status "$1" "$2")" = "$3" ] && return 0
 		sleep 0.1
@@ -70,7 +70,7 @@ wk_receiver() {
 	python3 "$HERALD_SRCDIR/t/lib/receiver.py" --port-file "$tmp/port" --log "$tmp/hooks.jsonl" \
 		"$@" > "$tmp/receiver.log" 2>&1 &
 	rpid=$!
-	for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+	for _ in $(seq "$(tlimit 50)"); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 	[ -s "$tmp/port" ] || bail "receiver did not start: $(cat "$tmp/receiver.log")"
 	hook="http://127.0.0.1:$(cat "$tmp/port")"
 }
