@@ -18,6 +18,8 @@
 enum {
 	Q_TAKE,
 	Q_DEL,
+	Q_LOCK,
+	Q_UNLOCK,
 	Q__N
 };
 
@@ -30,11 +32,18 @@ const struct db_stmt outbox_stmts[Q__N] = {
 		 * locked (a scan would lock every row and the gap that concurrent inserts need) */
 		"DELETE e FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS jt "
 		"STRAIGHT_JOIN event_outbox AS e ON e.id = jt.id", true },
+	/* one drainer at a time on a database: two drains each holding rows the other's delete
+	 * then waited for deadlocked (MariaDB 10.11, SKIP LOCKED at READ COMMITTED), and the
+	 * rolled-back one's events went out twice; a busy lock means another process drains */
+	[Q_LOCK] = { "outbox_lock",
+		"SELECT GET_LOCK(CONCAT('herald.outbox.', DATABASE()), 0)", true },
+	[Q_UNLOCK] = { "outbox_unlock",
+		"SELECT RELEASE_LOCK(CONCAT('herald.outbox.', DATABASE()))", true },
 };
 const size_t outbox_nstmts = Q__N;
 
-/* outbox_drain - take, publish, confirm, delete, commit */
-int outbox_drain(struct db *db, int base, struct mq *mq, size_t limit)
+/* outbox_locked - take, publish, confirm, delete, commit (holding the drain lock) */
+static int outbox_locked(struct db *db, int base, struct mq *mq, size_t limit)
 {
 	amqp_basic_properties_t props;
 	struct json_object *ids = NULL;
@@ -84,4 +93,24 @@ fail:
 	json_object_put(ids);
 	db_rollback(db);
 	return -1;
+}
+
+/* outbox_drain - the drain lock, the drain, the lock given back; 0 when another process holds
+ * the lock (it publishes the rows) */
+int outbox_drain(struct db *db, int base, struct mq *mq, size_t limit)
+{
+	int got = 0, rc;
+
+	if (db_exec(db, base + Q_LOCK, DB_NOARGS) < 0)
+		return -1;
+	while ((rc = db_fetch(db, base + Q_LOCK)) == 1)
+		got = db_col_i64(db, base + Q_LOCK, 0) == 1;
+	if (rc < 0 || !got)
+		return rc < 0 ? -1 : 0;
+	rc = outbox_locked(db, base, mq, limit);
+	if (db_exec(db, base + Q_UNLOCK, DB_NOARGS) < 0)
+		return -1;      /* logged; the lock goes with the session at the latest */
+	while (db_fetch(db, base + Q_UNLOCK) == 1)
+		;
+	return rc;
 }

@@ -15,9 +15,10 @@ struct mq;
 extern const struct db_stmt outbox_stmts[];
 extern const size_t outbox_nstmts;
 
-/* outbox_drain - publish up to LIMIT of the oldest unlocked rows (other publishers' rows are
- * skipped, not waited for) through MQ and delete them once the broker confirmed them; the
- * number published, 0 when there was nothing, or -1 (logged; the rows stay for a later try) */
+/* outbox_drain - publish up to LIMIT of the oldest rows through MQ and delete them once the
+ * broker confirmed them, one drainer at a time on a database (a named lock: while another
+ * process drains, this returns 0 at once); the number published, 0 when there was nothing or
+ * another drains, or -1 (logged; the rows stay for a later try) */
 int outbox_drain(struct db *db, int base, struct mq *mq, size_t limit);
 
 /* outbox_main - the outbox worker heraldd's master runs: drain the outbox every 0.2 s (the rows
