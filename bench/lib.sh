@@ -12,7 +12,9 @@
 #   bench_make PROG       make PROG (an EXTRA_PROGRAMS entry, e.g. bench/raw_publish) in $B
 #   bench_bg PID          stop PID at exit; bench_stop PID: SIGTERM, wait, its exit status
 #   bench_stack           the private stack in $tmp/stack (BENCH_BUFFER_POOL: InnoDB buffer
-#                         pool, default the stack's 128M), the schema; sql/sqlc helpers
+#                         pool, default the stack's 128M), the schema; sql/sqlc helpers;
+#                         BENCH_QUEUE_POLICY: a policy for herald's queues, e.g.
+#                         '{"queue-mode":"lazy"}' or '{"queue-version":2}' (default none)
 #   bench_nginx           nginx on a free loopback port ($ngx_port): every request answered 204
 #                         at once; /hook logged to $ngx_hits, /raw to $ngx_raw, one line per
 #                         request: "MSEC WEBHOOK-ID STATUS" (MSEC: seconds since the epoch, ms)
@@ -107,6 +109,13 @@ bench_stack() {
 	HERALD_CONFIG=$tmp/send.conf "$send" --bulk "$tmp/one.jsonl" > /dev/null ||
 		die "herald-send cannot reach $HERALD_AMQP_URL"
 	"$raw" -p "$HERALD_AMQP_URL" herald.webhook.v1 herald.ledger.v1 || die "purge failed"
+	# BENCH_QUEUE_POLICY: a RabbitMQ policy definition for herald's queues (a queue argument
+	# would clash with the declared queues: 406 PRECONDITION_FAILED)
+	if [ -n "${BENCH_QUEUE_POLICY:-}" ]; then
+		"$src/scripts/stack.sh" ctl "$stack" set_policy herald-bench '^herald\.' \
+			"$BENCH_QUEUE_POLICY" --apply-to queues > "$tmp/policy.log" 2>&1 ||
+			{ cat "$tmp/policy.log" >&2; die "BENCH_QUEUE_POLICY '$BENCH_QUEUE_POLICY' refused"; }
+	fi
 }
 sqlc() { mariadb --defaults-file="$stack/mariadb/my.cnf" -N -B herald "$@"; }
 sql() { sqlc -e "$1"; }
@@ -313,6 +322,7 @@ bench_result() {
 	c=$(git -C "$src" rev-parse --short HEAD 2> /dev/null || echo unknown)
 	git -C "$src" diff --quiet HEAD 2> /dev/null || c="$c+dirty"
 	[ -s "$f" ] || printf '# Benchmark results (appended by bench/*.sh)\n\n| date (UTC) | bench | commit | machine (at start) | N | figures |\n|---|---|---|---|---|---|\n' > "$f"
-	printf '| %s | %s | %s | %s | %s | %s |\n' "$(date -u +%FT%TZ)" "$1" "$c" "$machine" "$2" "$3" >> "$f"
+	printf '| %s | %s | %s | %s | %s | %s%s |\n' "$(date -u +%FT%TZ)" "$1" "$c" "$machine" "$2" "$3" \
+		"${BENCH_QUEUE_POLICY:+; queue policy $BENCH_QUEUE_POLICY}" >> "$f"
 }
 machine=$(bench_machine)
