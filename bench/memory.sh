@@ -70,6 +70,12 @@ while :; do
 	t=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
 	d=$(sql "$done_sql")
 	sample during "$t" "$d" >> "$tmp/samples"
+	# reap herald-send as soon as it ends: by the end of a long drain its pid may belong to
+	# another process (pid_max 32768), and bench_stop would signal that one
+	if [ -n "$sender" ] && ! alive "$sender"; then
+		bench_stop "$sender" || warn "herald-send --bulk failed"
+		sender=
+	fi
 	[ "$d" -ge "$N" ] && break
 	if [ "$d" != "$last" ]; then last=$d since=$(now)
 	elif awk -v a="$since" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
@@ -77,7 +83,7 @@ while :; do
 	fi
 	sleep "$EVERY"
 done
-bench_stop "$sender" || warn "herald-send --bulk failed"
+[ -z "$sender" ] || bench_stop "$sender" || warn "herald-send --bulk failed"
 sleep 3
 t=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
 sample after "$t" "$(sql "$done_sql")" >> "$tmp/samples"
