@@ -14,7 +14,8 @@
 #   bench_stack           the private stack in $tmp/stack (BENCH_BUFFER_POOL: InnoDB buffer
 #                         pool, default the stack's 128M), the schema; sql/sqlc helpers;
 #                         BENCH_QUEUE_POLICY: a policy for herald's queues, e.g.
-#                         '{"queue-mode":"lazy"}' or '{"queue-version":2}' (default none)
+#                         '{"queue-mode":"default"}' or '{"queue-version":2}', set above the
+#                         stack's own herald-lazy policy (default: that one, lazy queues)
 #   bench_nginx           nginx on a free loopback port ($ngx_port): every request answered 204
 #                         at once; /hook logged to $ngx_hits, /raw to $ngx_raw, one line per
 #                         request: "MSEC WEBHOOK-ID STATUS" (MSEC: seconds since the epoch, ms)
@@ -113,7 +114,7 @@ bench_stack() {
 	# would clash with the declared queues: 406 PRECONDITION_FAILED)
 	if [ -n "${BENCH_QUEUE_POLICY:-}" ]; then
 		"$src/scripts/stack.sh" ctl "$stack" set_policy herald-bench '^herald\.' \
-			"$BENCH_QUEUE_POLICY" --apply-to queues > "$tmp/policy.log" 2>&1 ||
+			"$BENCH_QUEUE_POLICY" --priority 1 --apply-to queues > "$tmp/policy.log" 2>&1 ||
 			{ cat "$tmp/policy.log" >&2; die "BENCH_QUEUE_POLICY '$BENCH_QUEUE_POLICY' refused"; }
 	fi
 }

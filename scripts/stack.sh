@@ -104,6 +104,15 @@ rmq_start() {
 	  done
 	  "$RMQ_BIN/rabbitmqctl" -n "herald-$port@localhost" wait "$r/rabbitmq.pid" --timeout "$READY_TIMEOUT" > "$r/log/wait.log" 2>&1
 	) || { tail -n 20 "$r/log/stdout.log" >&2; die "rabbitmq on 127.0.0.1:$port did not start (logs in $r/log)"; }
+	# lazy queues, as README "Delivering" tells operators of RabbitMQ 3.10/3.11: the default mode's
+	# paging stalls every consumer for 0.2-0.6 s under a deep backlog (BENCHMARKS.md). Once: the
+	# broker keeps its policies across restarts.
+	[ -f "$r/policy.done" ] && return 0
+	( rmq_env "$d" "$port"
+	  "$RMQ_BIN/rabbitmqctl" -n "herald-$port@localhost" set_policy herald-lazy '^herald\.' \
+		'{"queue-mode":"lazy"}' --apply-to queues > "$r/log/policy.log" 2>&1
+	) || { cat "$r/log/policy.log" >&2; die "rabbitmq on 127.0.0.1:$port refused the herald-lazy policy"; }
+	touch "$r/policy.done"
 }
 
 rmq_stop() {

@@ -174,7 +174,7 @@ is $? 0 "alarm cleared: sending works again"
 drain
 
 # a nack hits exactly the requests whose messages the broker refused
-rmqctl set_policy t-nack '^herald\.webhook\.v1$' '{"max-length":0,"overflow":"reject-publish"}' \
+rmqctl set_policy t-nack '^herald\.webhook\.v1$' '{"max-length":0,"overflow":"reject-publish"}' --priority 1 \
 	--apply-to queues > /dev/null 2>&1
 for i in $(seq 1 300); do
 	if [ $((i % 3)) -eq 0 ]; then echo '{"user_id":"w'$i'","channels":{"webhook":{"event":"e"}}}'
