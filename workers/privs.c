@@ -200,22 +200,34 @@ void privs_ready(int code)
 	privs.ready_fd = -1;
 }
 
-/* privs_pid_live - whether PID is a running heraldd other than us */
+/* privs_comm - the command name of process PID ("self": us) into COMM[N]; false when unknown */
+static bool privs_comm(const char *pid, char *comm, size_t n)
+{
+	char p[64];
+	FILE *f;
+	bool ok;
+
+	snprintf(p, sizeof p, "/proc/%s/comm", pid);
+	if ((f = fopen(p, "r")) == NULL)
+		return false;
+	ok = fgets(comm, (int)n, f) != NULL;
+	fclose(f);
+	return ok;
+}
+
+/* privs_pid_live - whether PID is a running heraldd other than us: a live process with our
+ * command name (heraldd, or the name of what runs it, e.g. valgrind's tool) */
 static bool privs_pid_live(long pid)
 {
-	char p[64], comm[64] = "";
-	FILE *f;
+	char id[24], comm[64], self[64];
 
 	if (pid <= 0 || pid == (long)getpid() || (kill((pid_t)pid, 0) < 0 && errno != EPERM))
 		return false;
 	/* a reused pid of another program does not hold the file */
-	snprintf(p, sizeof p, "/proc/%ld/comm", pid);
-	if ((f = fopen(p, "r")) == NULL)
+	snprintf(id, sizeof id, "%ld", pid);
+	if (!privs_comm(id, comm, sizeof comm) || !privs_comm("self", self, sizeof self))
 		return true;
-	if (fgets(comm, sizeof comm, f) == NULL)
-		comm[0] = '\0';
-	fclose(f);
-	return strncmp(comm, "heraldd", 7) == 0;
+	return strcmp(comm, self) == 0;
 }
 
 int privs_pidfile(const char *path)
