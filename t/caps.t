@@ -2,11 +2,13 @@
 # caps.t - the daily cap under contention (§4 step 6): 1,000 notifications for one user whose
 # webhook cap is 3, consumed by 4 worker processes at once, against the private broker and
 # database and a real HTTP receiver: exactly 3 done, 997 rate_limited, 3 requests received;
-# and a slot is given back when the delivery fails permanently.
+# a slot is given back when the delivery fails permanently; and a full cap of a deferring
+# category and a full client quota, found in the transaction that records the message ready,
+# record deferred (with its copy kept) and rate_limited, holding no slot.
 . "$HERALD_SRCDIR/t/lib/tap.sh"
 . "$HERALD_SRCDIR/t/lib/sql.sh"
 need_stack
-plan 13
+plan 22
 
 tmp=$(mktemp -d /tmp/herald-caps-t.XXXXXX)
 . "$HERALD_SRCDIR/t/lib/worker.sh"
@@ -78,4 +80,49 @@ is "$(sql "SELECT n FROM daily_counters WHERE scope = 'cap' AND subject = 'u:${p
 	"the counter holds the 3 delivered"
 rc=""; for i in 1 2 3 4; do wk_stop "w$i"; rc="$rc$?"; done
 is "$rc" 0000 "the 4 workers stop on SIGTERM with 0"
+
+# --- a deferring category's cap, a client quota ------------------------------------------------
+# the broker user guest sends as client guest; its quota counter is the day's, so start it at 0
+sql "DELETE FROM daily_counters WHERE scope = 'quota' AND subject = 'guest' AND channel = 'webhook'"
+cat > "$tmp/limits.conf" <<EOT
+broker = { prefetch = 50; };
+log = { level = "info"; };
+caps = { webhook = 2; };
+categories = { digest = { priority = 2; cap_policy = "defer"; }; };
+clients = { guest = { quotas = { webhook = 3; }; }; };
+channels = { webhook = { allow_private = true; providers = ( { name = "hooks"; type = "webhook"; } ); }; };
+EOT
+chmod 600 "$tmp/limits.conf"
+export HERALD_CONFIG=$tmp/limits.conf
+sql "INSERT INTO users (user_id, webhook_url, timezone) VALUES ('${p}_d', '$hook/ok?u=${p}_d', 'UTC'),
+	('${p}_q1', '$hook/ok?u=${p}_q1', 'UTC'), ('${p}_q2', '$hook/ok?u=${p}_q2', 'UTC')" ||
+	bail "cannot insert users"
+wk_start w5 --worker webhook
+# one at a time: USER CATEGORY -> "TXID STATUS"
+lim() {
+	local tx
+	tx=$(wk_tx "$("$send" --json "{\"user_id\":\"$1\",\"category\":\"$2\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")")
+	wk_wait_status "$tx" webhook "$3" > /dev/null
+	echo "$tx $(wk_status "$tx" webhook)"
+}
+r=""; for i in 1 2 3; do set -- $(lim "${p}_d" digest "$([ "$i" = 3 ] && echo deferred || echo done)"); r="$r$2 "; dtx=$1; done
+is "$r" "done done deferred " "cap 2 of a deferring category: the 3rd is deferred"
+like "$(sql "SELECT detail FROM notifications WHERE transaction_id = '$dtx'")" '"reason": *"daily_cap"' \
+	"deferred names the daily cap"
+is "$(sql "SELECT COUNT(*) FROM deferred_messages d JOIN notifications n ON n.id = d.notification_id
+	WHERE n.transaction_id = '$dtx'")/$(sql "SELECT DATE(deferred_until) > UTC_DATE() FROM notifications
+	WHERE transaction_id = '$dtx'")" "1/1" "its copy is kept for the scheduler, until the next day"
+is "$(sql "SELECT COUNT(*) FROM counter_reservations WHERE transaction_id = '$dtx'")/$(sql "SELECT n FROM daily_counters
+	WHERE scope = 'cap' AND subject = 'u:${p}_d' AND channel = 'webhook'")" "0/2" \
+	"the deferred one holds no slot; the cap counter holds the 2 delivered"
+set -- $(lim "${p}_q1" notifications done); is "$2" done "the quota's 3rd slot: done"
+set -- $(lim "${p}_q2" notifications rate_limited); qtx=$1
+is "$2" rate_limited "the client's quota of 3 is full: the 4th of the client is rate_limited"
+like "$(sql "SELECT detail FROM notifications WHERE transaction_id = '$qtx'")" '"reason": *"client_quota"' \
+	"rate_limited names the client quota"
+is "$(sql "SELECT COUNT(*) FROM counter_reservations WHERE transaction_id = '$qtx'")/$(sql "SELECT IFNULL(SUM(n), 0)
+	FROM daily_counters WHERE scope = 'cap' AND subject = 'u:${p}_q2'")/$(sql "SELECT n FROM daily_counters
+	WHERE scope = 'quota' AND subject = 'guest' AND channel = 'webhook'")" "0/0/3" \
+	"it holds no slot: its cap slot was given back, the quota counter holds the 3 delivered"
+wk_stop w5; is $? 0 "the worker stops on SIGTERM with 0"
 done_testing

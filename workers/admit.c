@@ -4,11 +4,11 @@
  * Round trips for a message to a user with no idempotency key and a cap: one read of status,
  * cancellations and (for a `to` address) suppression; one read of the user row joined with the
  * quiet-hours row, the three preference rows that can matter and the address's suppression;
- * for push one read of the devices; then one short transaction (begin, reservation, counter,
- * commit) per limit. The caps and client_quotas tables are read at most every
+ * for push one read of the devices. Each limit then costs two statements (reservation, counter)
+ * in the caller's transaction that records the status (admit_take). The caps and client_quotas tables are read at most every
  * ADMIT_CACHE_SEC seconds per process, so `heraldctl caps set` takes effect within that time.
  *
- * Why the reservation row comes first in the cap transaction: its primary key (transaction,
+ * Why the reservation row comes before the counter: its primary key (transaction,
  * channel, scope) is what makes admit_note safe to repeat. A duplicate means this transaction
  * already holds its slot (a retry, a redelivery, the scheduler, or a commit whose answer was
  * lost), so it goes on without counting again; otherwise the counter is incremented with the
@@ -33,9 +33,8 @@
 
 #define ADMIT_USEC 1000000LL
 #define ADMIT_CACHE_SEC 2.0          /* caps/client_quotas cache lifetime */
-#define ADMIT_RKEY_MAX 1024          /* 'u:' + user id, 'a:' + address or 'h:' + 64 hex */
 #define ADMIT_ADDR_HASH 250          /* longer addresses are keyed by their SHA-256 */
-#define ADMIT_TRIES 4                /* claim races and reservation deadlocks, then DB_ERETRY */
+#define ADMIT_TRIES 4                /* claim races, then DB_ERETRY */
 #define ADMIT_QUIET_PRIORITY 7       /* this priority and above ignore quiet hours */
 #define ADMIT_EMAIL_MAX 254          /* the longest email address (the codec's bound) */
 
@@ -89,7 +88,7 @@ const struct db_stmt admit_stmts[] = {
 	[Q_CAPS] = { "admit_caps", "SELECT channel, client_id, daily_cap FROM caps", true },
 	[Q_QUOTAS] = { "admit_quotas",
 		"SELECT channel, client_id, daily_quota FROM client_quotas", true },
-	/* inside the reservation transaction: never repeated alone */
+	/* inside the recording transaction (admit_take): never repeated alone */
 	[Q_RES_PUT] = { "admit_res_put",
 		"INSERT INTO counter_reservations (transaction_id, channel, scope, subject, day)"
 		" VALUES (?, ?, ?, ?, ?)" },
@@ -692,86 +691,89 @@ static int admit_slot(struct db *db, int base, const char *txid, const char *ch,
 	return 0;
 }
 
-/* admit_reserve - one transaction: a cap slot (CAP > 0) and a quota slot (QUOTA > 0) for N, or
- * none; *HIT 1 when the cap was full, 2 when the quota was */
-static int admit_reserve(struct db *db, int base, const struct note *n, const char *ch,
-	const char *rkey, const char *cday, int64_t cap, const char *qday, int64_t quota, int *hit)
+/* admit_full - the SCOPE slot of N is full: drop the reservation row admit_slot inserted for it
+ * (not counted), give back the cap slot when the quota is the full one (N ends), and turn A into
+ * what that means (nothing left pending) */
+static int admit_full(struct db *db, int base, const struct note *n, const char *ch,
+	const char *scope, struct admit *a)
 {
-	bool got;
+	const struct admit_hold *h = &a->hold;
+	bool quota = strcmp(scope, "quota") == 0;
 	int rc;
 
-	*hit = 0;
-	if ((rc = db_begin(db)) != 0)
+	if ((rc = db_exec(db, base + Q_RES_DEL, DB_ARGS(db_str(n->txid), db_str(ch),
+	    db_str(scope)))) != 0 ||
+	    (quota && (rc = admit_release(db, base, n->txid, (int)n->channel)) != 0))
 		return rc;
-	if (cap > 0) {
-		if ((rc = admit_slot(db, base, n->txid, ch, "cap", rkey, cday, cap, &got)) != 0)
-			goto fail;
-		if (!got) {
-			*hit = 1;
-			return db_rollback(db);
-		}
-	}
-	if (quota > 0) {
-		if ((rc = admit_slot(db, base, n->txid, ch, "quota", n->client_id, qday, quota,
-		    &got)) != 0)
-			goto fail;
-		if (!got) {
-			*hit = 2;
-			return db_rollback(db);
-		}
-	}
-	return db_commit(db);
-fail:
-	db_rollback(db);
-	return rc;
-}
-
-/* admit_limits - step 6 for N: reserve the cap and quota slots, or end/defer it */
-static int admit_limits(struct db *db, int base, const struct conf *c, const struct note *n,
-	const char *ch, const char *rkey, int64_t now, struct admit *a)
-{
-	const struct conf_category *cat = conf_category_find(c, n->category);
-	char cday[11], qday[11];
-	int64_t cap, quota, until;
-	int i, hit = 0, rc;
-
-	if ((rc = admit_cache_load(db, base)) != 0)
-		return rc;
-	cap = cat != NULL && cat->cap_exempt ? 0 : admit_cap_value(c, n->client_id, (int)n->channel);
-	quota = admit_quota_value(c, n->client_id, (int)n->channel);
-	if (cap <= 0 && quota <= 0)
-		return 0;
-	if (tzday_date(a->timezone, now, cday) < 0)
-		admit_utc_day(now, cday);
-	admit_utc_day(now, qday);
-	/* a deadlock between two first inserts of one counter rolls back: run it again */
-	for (i = 0; i < ADMIT_TRIES; i++)
-		if ((rc = admit_reserve(db, base, n, ch, rkey, cday, cap, qday, quota, &hit)) !=
-		    DB_ERETRY)
-			break;
-	if (rc != 0)
-		return rc;
-	if (hit == 0) {
-		a->reserved = true;
-		return 0;
-	}
-	if (hit == 2) {
+	a->hold.pending = false;
+	if (quota) {
 		if ((rc = admit_final(a, n, "rate_limited", "client_quota")) != 0)
 			return rc;
-		if (json_object_object_add(a->detail, "quota", json_object_new_int64(quota)) != 0)
+		if (json_object_object_add(a->detail, "quota", json_object_new_int64(h->quota)) != 0)
 			return admit_oom(n);
 		return 0;
 	}
-	if (cat != NULL && cat->cap_policy == CONF_CAP_DEFER) {
-		if (tzday_next_midnight(a->timezone, now, &until) < 0)
-			until = now - ((now % (86400 * ADMIT_USEC)) + 86400 * ADMIT_USEC) %
-			    (86400 * ADMIT_USEC) + 86400 * ADMIT_USEC;
-		return admit_defer(a, n, until, "daily_cap");
-	}
+	if (h->cap_defers)
+		return admit_defer(a, n, h->cap_until, "daily_cap");
 	if ((rc = admit_final(a, n, "rate_limited", "daily_cap")) != 0)
 		return rc;
-	if (json_object_object_add(a->detail, "cap", json_object_new_int64(cap)) != 0)
+	if (json_object_object_add(a->detail, "cap", json_object_new_int64(h->cap)) != 0)
 		return admit_oom(n);
+	return 0;
+}
+
+int admit_take(struct db *db, int base, const struct note *n, struct admit *a)
+{
+	const struct admit_hold *h = &a->hold;
+	const char *ch = codec_channel_name(n->channel);
+	bool got;
+	int rc;
+
+	if (!h->pending || a->verdict != ADMIT_GO)
+		return 0;
+	if (ch == NULL)
+		return DB_ERR;
+	if (h->cap > 0) {
+		if ((rc = admit_slot(db, base, n->txid, ch, "cap", h->rkey, h->cday, h->cap, &got)) != 0)
+			return rc;
+		if (!got)
+			return admit_full(db, base, n, ch, "cap", a);
+	}
+	if (h->quota > 0) {
+		if ((rc = admit_slot(db, base, n->txid, ch, "quota", n->client_id, h->qday, h->quota,
+		    &got)) != 0)
+			return rc;
+		if (!got)
+			return admit_full(db, base, n, ch, "quota", a);
+	}
+	a->reserved = true;
+	return 0;
+}
+
+/* admit_limits - step 6 for N: the cap and quota slots it needs, left pending for admit_take */
+static int admit_limits(struct db *db, int base, const struct conf *c, const struct note *n,
+	const char *rkey, int64_t now, struct admit *a)
+{
+	const struct conf_category *cat = conf_category_find(c, n->category);
+	struct admit_hold *h = &a->hold;
+	int rc;
+
+	if ((rc = admit_cache_load(db, base)) != 0)
+		return rc;
+	h->cap = cat != NULL && cat->cap_exempt ? 0 :
+	    admit_cap_value(c, n->client_id, (int)n->channel);
+	h->quota = admit_quota_value(c, n->client_id, (int)n->channel);
+	if (h->cap <= 0 && h->quota <= 0)
+		return 0;
+	if (tzday_date(a->timezone, now, h->cday) < 0)
+		admit_utc_day(now, h->cday);
+	admit_utc_day(now, h->qday);
+	h->cap_defers = cat != NULL && cat->cap_policy == CONF_CAP_DEFER;
+	if (h->cap_defers && tzday_next_midnight(a->timezone, now, &h->cap_until) < 0)
+		h->cap_until = now - ((now % (86400 * ADMIT_USEC)) + 86400 * ADMIT_USEC) %
+		    (86400 * ADMIT_USEC) + 86400 * ADMIT_USEC;
+	snprintf(h->rkey, sizeof h->rkey, "%s", rkey);
+	h->pending = true;
 	return 0;
 }
 
@@ -859,7 +861,7 @@ int admit_note(struct db *db, int base, const struct conf *c, const struct note 
 		return rc;
 	if (n->send_at > now)
 		return admit_defer(out, n, n->send_at, "send_at");
-	return admit_limits(db, base, c, n, ch, rkey, now, out);
+	return admit_limits(db, base, c, n, rkey, now, out);
 }
 
 /* admit_free - release what admit_note allocated in A */

@@ -3,11 +3,12 @@
  *
  * admit_note() reads the current status, cancellations, the idempotency claim, the recipient,
  * suppressions, preferences, pause, quiet hours and the daily cap and client quota, and returns a
- * verdict. It writes only the idempotency claim and the cap/quota reservations, each atomically
- * in MySQL and keyed by the transaction, so the same transaction coming back (redelivery after a
- * crash, retry tier, scheduler) finds its own claim and slot and goes on. It never writes a
- * status: the caller records the verdict (with its audit row and event) and, when the message
- * ends without delivery, gives the slots back with admit_release() inside that transaction.
+ * verdict. It writes only the idempotency claim. The cap and quota slots of a message that may go
+ * are taken by admit_take() inside the transaction that records its status; claims and slots are
+ * keyed by the transaction, so the same transaction coming back (redelivery after a crash, retry
+ * tier, scheduler) finds its own claim and slot and goes on. admit_note never writes a status:
+ * the caller records the verdict (with its audit row and event) and, when the message ends
+ * without delivery, gives the slots back with admit_release() inside that transaction.
  *
  * Statements: the caller's connection holds one registry for every module; this module's
  * statements are admit_stmts[0..ADMIT_NSTMTS), registered at index BASE.
@@ -41,6 +42,19 @@ struct admit_device {
 	char token[513];
 };
 
+#define ADMIT_RKEY_MAX 1024          /* 'u:' + user id, 'a:' + address or 'h:' + 64 hex */
+
+/* The cap and quota slots an ADMIT_GO message needs, left for admit_take() so that taking them
+ * costs no transaction of its own: they are taken in the one that records the status. */
+struct admit_hold {
+	bool pending;            /* slots to take */
+	int64_t cap, quota;      /* the limits (0: none) */
+	char cday[11], qday[11];     /* their days: the recipient's local date, the UTC date */
+	bool cap_defers;         /* a full cap defers (the category's cap policy) until CAP_UNTIL */
+	int64_t cap_until;
+	char rkey[ADMIT_RKEY_MAX];   /* the recipient key the cap counts under */
+};
+
 struct admit {
 	enum admit_verdict verdict;
 	char current[16];        /* the status recorded now for (transaction, channel); "" none */
@@ -58,7 +72,8 @@ struct admit {
 	size_t ndevices;
 	char timezone[65];       /* the recipient's zone ("UTC" for `to`) */
 	char locale[36];         /* "" when none */
-	bool reserved;           /* a cap or quota slot is held by this transaction */
+	bool reserved;           /* the cap and quota slots are held by this transaction */
+	struct admit_hold hold;  /* ADMIT_GO: the slots admit_take() is to take */
 };
 
 #define ADMIT_NSTMTS 14       /* entries of admit_stmts (== admit_nstmts), for static registries */
@@ -71,6 +86,12 @@ extern const size_t admit_nstmts;
  * the caller may run it again, it is safe to repeat) */
 int admit_note(struct db *db, int base, const struct conf *c, const struct note *n, int64_t now,
 	struct admit *out);
+/* admit_take - inside the caller's open transaction, the slots admit_note left pending in A
+ * (ADMIT_GO): held (a->reserved), or, when one is full, A turned for good into what that means,
+ * ADMIT_FINAL rate_limited (reason client_quota or daily_cap) or ADMIT_DEFER (daily_cap, a
+ * category that defers), with nothing left pending. Safe to run again in a new transaction after
+ * a rollback. 0, or a DB_ error (the caller rolls back) */
+int admit_take(struct db *db, int base, const struct note *n, struct admit *a);
 /* admit_flush_cache - forget the process's copy of the caps and client_quotas tables (read at
  * most every 2 s), so the next admit_note reads them again (tests, `heraldctl caps set` via a
  * reload) */

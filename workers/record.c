@@ -262,18 +262,27 @@ static int record_after(struct db *db, int base, int admit_base, const struct re
 	return 0;
 }
 
+/* record_take - R's take hook, when it has one and the change is not refused */
+static int record_take(struct db *db, struct record *r)
+{
+	if (r->take == NULL || record_allowed(r->previous, r->status) == RECORD_REFUSED)
+		return 0;
+	return r->take(db, r);
+}
+
 /* record_one - lock, check the transition, write status, audit row, event and slots of R */
 static int record_one(struct db *db, int base, int admit_base, struct record *r,
 	const char *host, const char *worker, int64_t now)
 {
 	const struct note *n = r->note;
-	const char *detail = record_json(r->detail);
+	const char *detail;
 	char key[64], *event;
 	int64_t id;
 	int rc;
 
-	if ((rc = record_row(db, base, r, &id)) < 0)
+	if ((rc = record_row(db, base, r, &id)) < 0 || (rc = record_take(db, r)) < 0)
 		return rc;
+	detail = record_json(r->detail);
 	r->result = record_allowed(r->previous, r->status);
 	if (r->result != RECORD_WRITTEN)
 		return 0;
@@ -394,6 +403,9 @@ static int record_many(struct db *db, int base, int admit_base, struct record **
 		v[i]->previous[0] = '\0';
 	if ((rc = record_lock(db, base, v, n, id)) < 0)
 		goto out;
+	for (i = 0; i < n; i++)
+		if (id[i] != 0 && (rc = record_take(db, v[i])) < 0)
+			goto out;
 	for (i = 0; i < n; i++) {
 		struct record *r = v[i];
 		const struct note *no = r->note;

@@ -40,6 +40,12 @@ struct record {
 	enum record_slots slots;
 	const char *suppress_address;    /* add this address of the channel to the suppressions
 	                                    (a permanent rejection of the address itself) */
+	/* what the change must take first in the same transaction (a message's cap and quota
+	 * slots): run once the row is locked, unless the transition table refuses the change, and
+	 * before anything is written for it; it may change status, detail, slots and deferred_*
+	 * (a full cap), and runs again when the batch is repeated; 0 or a DB_ error */
+	int (*take)(struct db *db, struct record *r);
+	void *take_arg;
 	/* out */
 	enum record_result result;
 	char previous[16];           /* the status before ("" none) */

@@ -305,6 +305,28 @@ static void worker_decode(struct job *j)
 	    j->stub.txid[0] ? j->stub.txid : "-", e.field, e.message);
 }
 
+/* worker_verdict - what J's admission verdict means for J: true for ADMIT_GO (render and
+ * deliver), else its status (none for ADMIT_SKIP) */
+static bool worker_verdict(struct job *j)
+{
+	switch (j->adm.verdict) {
+	case ADMIT_SKIP:
+		return false;
+	case ADMIT_FINAL:
+		j->status = j->adm.status;
+		j->detail = json_object_get(j->adm.detail);
+		j->slots = RECORD_SLOTS_RELEASE;
+		return false;
+	case ADMIT_DEFER:
+		j->status = "deferred";
+		j->detail = json_object_get(j->adm.detail);
+		return false;
+	case ADMIT_GO:
+		break;
+	}
+	return true;
+}
+
 /* worker_admit - §4 steps 1-7 for J; 0 decided, or a DB_ error (try again later) */
 static int worker_admit(struct worker *w, struct job *j, int64_t now)
 {
@@ -320,21 +342,8 @@ static int worker_admit(struct worker *w, struct job *j, int64_t now)
 		return rc;
 	}
 	j->admitted = true;
-	switch (j->adm.verdict) {
-	case ADMIT_SKIP:
+	if (!worker_verdict(j))
 		return 0;
-	case ADMIT_FINAL:
-		j->status = j->adm.status;
-		j->detail = json_object_get(j->adm.detail);
-		j->slots = RECORD_SLOTS_RELEASE;
-		return 0;
-	case ADMIT_DEFER:
-		j->status = "deferred";
-		j->detail = json_object_get(j->adm.detail);
-		return 0;
-	case ADMIT_GO:
-		break;
-	}
 	rc = render_note(w->db, w->b_render, w->conf, j->note, &j->adm, &j->rnd, err, sizeof err);
 	if (rc < 0)
 		return rc;
@@ -348,8 +357,32 @@ static int worker_admit(struct worker *w, struct job *j, int64_t now)
 	return 0;
 }
 
+static void worker_record_of(struct job *j, struct record *r);
+
+/* worker_take - record's take hook for a ready job: its cap and quota slots, in the transaction
+ * that records it ready; a full one makes the job (and the record) rate_limited or deferred */
+static int worker_take(struct db *db, struct record *r)
+{
+	struct job *j = r->take_arg;
+	char previous[sizeof r->previous];
+	int rc;
+
+	if ((rc = admit_take(db, j->w->b_admit, j->note, &j->adm)) != 0 || j->adm.verdict == ADMIT_GO)
+		return rc;
+	log_debug("txid=%s event=limit_full status=%s", j->note->txid,
+	    j->adm.verdict == ADMIT_DEFER ? "deferred" : j->adm.status);
+	render_free(&j->rnd);
+	json_object_put(j->detail);
+	j->detail = NULL;
+	worker_verdict(j);
+	memcpy(previous, r->previous, sizeof previous);
+	worker_record_of(j, r);
+	memcpy(r->previous, previous, sizeof previous);
+	return 0;
+}
+
 /* worker_record_of - the struct record for J */
-static void worker_record_of(const struct job *j, struct record *r)
+static void worker_record_of(struct job *j, struct record *r)
 {
 	memset(r, 0, sizeof *r);
 	r->note = j->note;
@@ -365,6 +398,10 @@ static void worker_record_of(const struct job *j, struct record *r)
 		r->deferred_until = j->adm.defer_until;
 		r->deferred_body = j->env->message.body.bytes;
 		r->deferred_len = j->env->message.body.len;
+	}
+	if (strcmp(j->status, "ready") == 0 && j->adm.hold.pending) {
+		r->take = worker_take;
+		r->take_arg = j;
 	}
 }
 
