@@ -5,11 +5,12 @@
  * cancellations and (for a `to` address) suppression; one read of the user row joined with the
  * quiet-hours row, the three preference rows that can matter and the address's suppression;
  * for push one read of the devices. Each limit then costs two statements (reservation, counter)
- * in the caller's transaction that records the status (admit_take). The caps and client_quotas tables are read at most every
- * ADMIT_CACHE_SEC seconds per process, so `heraldctl caps set` takes effect within that time.
+ * in the caller's transaction that records the status (admit_take). The caps and client_quotas
+ * tables are read at most every ADMIT_CACHE_SEC seconds per process, so `heraldctl caps set`
+ * takes effect within that time.
  *
  * Why the reservation row comes before the counter: its primary key (transaction,
- * channel, scope) is what makes admit_note safe to repeat. A duplicate means this transaction
+ * channel, scope) is what makes admit_take safe to repeat. A duplicate means this transaction
  * already holds its slot (a retry, a redelivery, the scheduler, or a commit whose answer was
  * lost), so it goes on without counting again; otherwise the counter is incremented with the
  * cap as a parameter in one statement, which no concurrency can push past the cap.
@@ -722,7 +723,8 @@ static int admit_full(struct db *db, int base, const struct note *n, const char 
 	return 0;
 }
 
-int admit_take(struct db *db, int base, const struct note *n, struct admit *a)
+int admit_take(struct db *db, int base, const struct note *n, struct admit *a,
+	enum admit_step step)
 {
 	const struct admit_hold *h = &a->hold;
 	const char *ch = codec_channel_name(n->channel);
@@ -733,11 +735,12 @@ int admit_take(struct db *db, int base, const struct note *n, struct admit *a)
 		return 0;
 	if (ch == NULL)
 		return DB_ERR;
-	if (h->cap > 0) {
+	if (step == ADMIT_TAKE_CAP) {
+		if (h->cap <= 0)
+			return 0;
 		if ((rc = admit_slot(db, base, n->txid, ch, "cap", h->rkey, h->cday, h->cap, &got)) != 0)
 			return rc;
-		if (!got)
-			return admit_full(db, base, n, ch, "cap", a);
+		return got ? 0 : admit_full(db, base, n, ch, "cap", a);
 	}
 	if (h->quota > 0) {
 		if ((rc = admit_slot(db, base, n->txid, ch, "quota", n->client_id, h->qday, h->quota,
@@ -748,6 +751,25 @@ int admit_take(struct db *db, int base, const struct note *n, struct admit *a)
 	}
 	a->reserved = true;
 	return 0;
+}
+
+int admit_counter_cmp(const struct note *x, const struct admit *xa, const struct note *y,
+	const struct admit *ya, enum admit_step step)
+{
+	int d;
+
+	/* (scope, subject, channel, day): one worker, one channel, one scope a step */
+	if (step == ADMIT_TAKE_CAP)
+		d = strcmp(xa->hold.rkey, ya->hold.rkey);
+	else
+		d = strcmp(x->client_id != NULL ? x->client_id : "", y->client_id != NULL ?
+		    y->client_id : "");
+	if (d == 0)
+		d = (int)x->channel - (int)y->channel;
+	if (d == 0)
+		d = strcmp(step == ADMIT_TAKE_CAP ? xa->hold.cday : xa->hold.qday,
+		    step == ADMIT_TAKE_CAP ? ya->hold.cday : ya->hold.qday);
+	return d;
 }
 
 /* admit_limits - step 6 for N: the cap and quota slots it needs, left pending for admit_take */

@@ -2,9 +2,10 @@
  * before anything is rendered or sent
  *
  * admit_note() reads the current status, cancellations, the idempotency claim, the recipient,
- * suppressions, preferences, pause, quiet hours and the daily cap and client quota, and returns a
- * verdict. It writes only the idempotency claim. The cap and quota slots of a message that may go
- * are taken by admit_take() inside the transaction that records its status; claims and slots are
+ * suppressions, preferences, pause, quiet hours and which daily cap and client quota apply, and
+ * returns a verdict. It writes only the idempotency claim. The cap and quota slots of a message
+ * that may go are taken by admit_take() inside the transaction that records its status, which
+ * may still turn it rate_limited or deferred when one is full; claims and slots are
  * keyed by the transaction, so the same transaction coming back (redelivery after a crash, retry
  * tier, scheduler) finds its own claim and slot and goes on. admit_note never writes a status:
  * the caller records the verdict (with its audit row and event) and, when the message ends
@@ -34,7 +35,8 @@ enum admit_verdict {
 	                            no_address, suppressed, opt_out, paused, rate_limited */
 	ADMIT_DEFER,             /* deferred until DEFER_UNTIL: quiet hours, send_at, cap policy
 	                            defer (the slot is not reserved) */
-	ADMIT_GO                 /* deliver: recipient resolved, claim and slots held */
+	ADMIT_GO                 /* deliver: recipient resolved, claim held, slots pending
+	                            (admit_take) */
 };
 
 struct admit_device {
@@ -86,12 +88,25 @@ extern const size_t admit_nstmts;
  * the caller may run it again, it is safe to repeat) */
 int admit_note(struct db *db, int base, const struct conf *c, const struct note *n, int64_t now,
 	struct admit *out);
-/* admit_take - inside the caller's open transaction, the slots admit_note left pending in A
- * (ADMIT_GO): held (a->reserved), or, when one is full, A turned for good into what that means,
- * ADMIT_FINAL rate_limited (reason client_quota or daily_cap) or ADMIT_DEFER (daily_cap, a
- * category that defers), with nothing left pending. Safe to run again in a new transaction after
- * a rollback. 0, or a DB_ error (the caller rolls back) */
-int admit_take(struct db *db, int base, const struct note *n, struct admit *a);
+enum admit_step {
+	ADMIT_TAKE_CAP,          /* the cap slot */
+	ADMIT_TAKE_QUOTA         /* then the quota slot; held: a->reserved */
+};
+
+/* admit_take - inside the caller's open transaction, STEP of the slots admit_note left pending
+ * in A (ADMIT_GO; nothing to do otherwise): held, or, when full, A turned for good into what
+ * that means, ADMIT_FINAL rate_limited (reason daily_cap or client_quota: a cap slot held is
+ * given back) or ADMIT_DEFER (daily_cap, a category that defers), with nothing left pending.
+ * A transaction taking the slots of several messages runs the cap step of all of them before
+ * the quota step of any, each in counter order (admit_counter_cmp), so that two such
+ * transactions lock counters in one order. Safe to run again in a new transaction after a
+ * rollback. 0, or a DB_ error (the caller rolls back) */
+int admit_take(struct db *db, int base, const struct note *n, struct admit *a,
+	enum admit_step step);
+/* admit_counter_cmp - the order of the counter rows STEP of notes X and Y (with their admits
+ * XA and YA) would lock: <0, 0, >0 */
+int admit_counter_cmp(const struct note *x, const struct admit *xa, const struct note *y,
+	const struct admit *ya, enum admit_step step);
 /* admit_flush_cache - forget the process's copy of the caps and client_quotas tables (read at
  * most every 2 s), so the next admit_note reads them again (tests, `heraldctl caps set` via a
  * reload) */

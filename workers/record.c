@@ -262,27 +262,18 @@ static int record_after(struct db *db, int base, int admit_base, const struct re
 	return 0;
 }
 
-/* record_take - R's take hook, when it has one and the change is not refused */
-static int record_take(struct db *db, struct record *r)
-{
-	if (r->take == NULL || record_allowed(r->previous, r->status) == RECORD_REFUSED)
-		return 0;
-	return r->take(db, r);
-}
-
 /* record_one - lock, check the transition, write status, audit row, event and slots of R */
 static int record_one(struct db *db, int base, int admit_base, struct record *r,
 	const char *host, const char *worker, int64_t now)
 {
 	const struct note *n = r->note;
-	const char *detail;
+	const char *detail = record_json(r->detail);
 	char key[64], *event;
 	int64_t id;
 	int rc;
 
-	if ((rc = record_row(db, base, r, &id)) < 0 || (rc = record_take(db, r)) < 0)
+	if ((rc = record_row(db, base, r, &id)) < 0)
 		return rc;
-	detail = record_json(r->detail);
 	r->result = record_allowed(r->previous, r->status);
 	if (r->result != RECORD_WRITTEN)
 		return 0;
@@ -403,9 +394,6 @@ static int record_many(struct db *db, int base, int admit_base, struct record **
 		v[i]->previous[0] = '\0';
 	if ((rc = record_lock(db, base, v, n, id)) < 0)
 		goto out;
-	for (i = 0; i < n; i++)
-		if (id[i] != 0 && (rc = record_take(db, v[i])) < 0)
-			goto out;
 	for (i = 0; i < n; i++) {
 		struct record *r = v[i];
 		const struct note *no = r->note;
@@ -519,10 +507,13 @@ int record_write(struct db *db, int base, int admit_base, struct record *r, size
 }
 
 /* record_batch - all of R in one transaction; repeated whole after DB_ERETRY (up to 5 times).
- * Rows are locked in (transaction, channel) order, as every writer does, so concurrent batches
- * wait for each other instead of deadlocking. */
+ * Rows are locked in (transaction, channel) order, as every writer does, and TAKE's counter rows
+ * before them in the counters' own order (the worker's take), so concurrent batches wait for
+ * each other instead of deadlocking. A slot given back at a final status (its counter locked
+ * after the status rows) can still meet another batch's take the other way round: that rare
+ * deadlock is one more try. */
 int record_batch(struct db *db, int base, int admit_base, struct record *r, size_t n,
-	const char *host, const char *worker, int64_t now)
+	const char *host, const char *worker, int64_t now, record_take_fn take, void *take_arg)
 {
 	struct record **v = record_order(r, n);
 	int rc = 0, tries;
@@ -534,7 +525,8 @@ int record_batch(struct db *db, int base, int admit_base, struct record *r, size
 			now = rfc3339_now();    /* the audit rows say when they were really written */
 		if ((rc = db_begin(db)) < 0)
 			goto again;
-		if ((rc = record_sorted(db, base, admit_base, v, n, host, worker, now)) < 0) {
+		if ((take != NULL && (rc = take(db, r, n, take_arg)) < 0) ||
+		    (rc = record_sorted(db, base, admit_base, v, n, host, worker, now)) < 0) {
 			db_rollback(db);
 			goto again;
 		}

@@ -40,12 +40,6 @@ struct record {
 	enum record_slots slots;
 	const char *suppress_address;    /* add this address of the channel to the suppressions
 	                                    (a permanent rejection of the address itself) */
-	/* what the change must take first in the same transaction (a message's cap and quota
-	 * slots): run once the row is locked, unless the transition table refuses the change, and
-	 * before anything is written for it; it may change status, detail, slots and deferred_*
-	 * (a full cap), and runs again when the batch is repeated; 0 or a DB_ error */
-	int (*take)(struct db *db, struct record *r);
-	void *take_arg;
 	/* out */
 	enum record_result result;
 	char previous[16];           /* the status before ("" none) */
@@ -59,11 +53,17 @@ extern const size_t record_nstmts;
 enum record_result record_allowed(const char *from, const char *to);
 /* record_final - whether STATUS is final (§7) */
 int record_final(const char *status);
-/* record_batch - write the N changes of R in one transaction at NOW (µs) by HOST/WORKER, run
- * again as a whole after a deadlock or a lost connection (the transition table makes a repeat
- * after an unknown commit write nothing twice); 0, or a DB_ error (nothing written) */
+/* record_take_fn - what the N changes of R must take first in their transaction (a worker's
+ * cap and quota slots), run by record_batch in each attempt before any row is locked; it may
+ * change a record's status, detail, slots and deferred_* (a full cap); 0 or a DB_ error */
+typedef int (*record_take_fn)(struct db *db, struct record *r, size_t n, void *arg);
+
+/* record_batch - write the N changes of R in one transaction at NOW (µs) by HOST/WORKER, after
+ * TAKE (R, N, TAKE_ARG) when not NULL; run again as a whole after a deadlock or a lost
+ * connection (the transition table makes a repeat after an unknown commit write nothing
+ * twice); 0, or a DB_ error (nothing written) */
 int record_batch(struct db *db, int base, int admit_base, struct record *r, size_t n,
-	const char *host, const char *worker, int64_t now);
+	const char *host, const char *worker, int64_t now, record_take_fn take, void *take_arg);
 /* record_write - like record_batch, inside the caller's open transaction (a caller that also
  * takes or deletes rows in it: the scheduler); no retry: on a DB_ error the caller rolls back
  * and runs the whole of it again; 0 or a DB_ error */

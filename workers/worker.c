@@ -81,6 +81,7 @@ struct job {
 	const char *provider;
 	const char *message_id;
 	enum record_slots slots;
+	struct record *rec;              /* its record while worker_record writes it */
 	/* published (confirmed) before its status is recorded: the parking queue or a retry tier */
 	char requeue[TOPOLOGY_NAME_MAX];
 	char *requeue_body;              /* the copy's body (malloc'd); NULL: the one received */
@@ -327,7 +328,8 @@ static bool worker_verdict(struct job *j)
 	return true;
 }
 
-/* worker_admit - §4 steps 1-7 for J; 0 decided, or a DB_ error (try again later) */
+/* worker_admit - §4 steps 1-7 for J; 0 decided (a ready one may still turn rate_limited or
+ * deferred when its slots are taken, worker_take), or a DB_ error (try again later) */
 static int worker_admit(struct worker *w, struct job *j, int64_t now)
 {
 	char err[512];
@@ -359,26 +361,63 @@ static int worker_admit(struct worker *w, struct job *j, int64_t now)
 
 static void worker_record_of(struct job *j, struct record *r);
 
-/* worker_take - record's take hook for a ready job: its cap and quota slots, in the transaction
- * that records it ready; a full one makes the job (and the record) rate_limited or deferred */
-static int worker_take(struct db *db, struct record *r)
+/* worker_limited - J's cap or quota was full when its slot was to be taken: J and its record
+ * become what admission turned it into (rate_limited or deferred) */
+static void worker_limited(struct job *j)
 {
-	struct job *j = r->take_arg;
-	char previous[sizeof r->previous];
-	int rc;
-
-	if ((rc = admit_take(db, j->w->b_admit, j->note, &j->adm)) != 0 || j->adm.verdict == ADMIT_GO)
-		return rc;
 	log_debug("txid=%s event=limit_full status=%s", j->note->txid,
 	    j->adm.verdict == ADMIT_DEFER ? "deferred" : j->adm.status);
 	render_free(&j->rnd);
 	json_object_put(j->detail);
 	j->detail = NULL;
 	worker_verdict(j);
-	memcpy(previous, r->previous, sizeof previous);
-	worker_record_of(j, r);
-	memcpy(r->previous, previous, sizeof previous);
-	return 0;
+	worker_record_of(j, j->rec);
+}
+
+/* worker_cap_cmp, worker_quota_cmp - jobs in the order of the counter rows a step locks */
+static int worker_cap_cmp(const void *a, const void *b)
+{
+	const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
+
+	return admit_counter_cmp(x->note, &x->adm, y->note, &y->adm, ADMIT_TAKE_CAP);
+}
+
+static int worker_quota_cmp(const void *a, const void *b)
+{
+	const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
+
+	return admit_counter_cmp(x->note, &x->adm, y->note, &y->adm, ADMIT_TAKE_QUOTA);
+}
+
+/* worker_take - record_batch's take for the list ARG of jobs being recorded (N records): the
+ * cap slots of the ready ones, then their quota slots, each step in counter order, so that
+ * concurrent workers lock counters in one order (admit_take); a full one makes the job and
+ * its record rate_limited or deferred */
+static int worker_take(struct db *db, struct record *r, size_t n, void *arg)
+{
+	struct job **v = malloc((n ? n : 1) * sizeof *v), *j;  /* NOLINT(bugprone-sizeof-expression): an array of pointers */
+	size_t m = 0, i;
+	int step, rc = 0;
+
+	(void)r;
+	if (v == NULL)
+		return DB_ERR;
+	for (j = arg; j != NULL; j = j->next)
+		if (j->rec != NULL && m < n && strcmp(j->status, "ready") == 0 && j->adm.hold.pending)
+			v[m++] = j;
+	for (step = ADMIT_TAKE_CAP; step <= ADMIT_TAKE_QUOTA && rc == 0; step++) {
+		qsort(v, m, sizeof *v, step == ADMIT_TAKE_CAP ? worker_cap_cmp : worker_quota_cmp);  /* NOLINT(bugprone-sizeof-expression): an array of pointers */
+		for (i = 0; i < m && rc == 0; i++) {
+			j = v[i];
+			if (j->adm.verdict != ADMIT_GO)
+				continue;       /* its cap was full */
+			rc = admit_take(db, j->w->b_admit, j->note, &j->adm, (enum admit_step)step);
+			if (rc == 0 && j->adm.verdict != ADMIT_GO)
+				worker_limited(j);
+		}
+	}
+	free(v);
+	return rc;
 }
 
 /* worker_record_of - the struct record for J */
@@ -398,10 +437,6 @@ static void worker_record_of(struct job *j, struct record *r)
 		r->deferred_until = j->adm.defer_until;
 		r->deferred_body = j->env->message.body.bytes;
 		r->deferred_len = j->env->message.body.len;
-	}
-	if (strcmp(j->status, "ready") == 0 && j->adm.hold.pending) {
-		r->take = worker_take;
-		r->take_arg = j;
 	}
 }
 
@@ -473,9 +508,14 @@ static int worker_record(struct worker *w, struct job *list, int64_t now)
 	if ((recs = calloc(n, sizeof *recs)) == NULL)
 		return -1;
 	for (i = 0, j = list; j != NULL; j = j->next)
-		if (j->status != NULL && j->note->txid[0] != '\0')
-			worker_record_of(j, &recs[i++]);
-	rc = record_batch(w->db, w->b_record, w->b_admit, recs, n, w->host, w->name, now);
+		if (j->status != NULL && j->note->txid[0] != '\0') {
+			j->rec = &recs[i++];
+			worker_record_of(j, j->rec);
+		}
+	rc = record_batch(w->db, w->b_record, w->b_admit, recs, n, w->host, w->name, now,
+	    worker_take, list);
+	for (j = list; j != NULL; j = j->next)
+		j->rec = NULL;
 	if (rc == 0)
 		for (i = 0, j = list; j != NULL; j = j->next)
 			if (j->status != NULL && j->note->txid[0] != '\0') {

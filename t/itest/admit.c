@@ -157,8 +157,8 @@ static int t_admit_on(struct db *d, const struct note *n, int64_t now, struct ad
 			continue;
 		if (rc != 0 || !a->hold.pending)
 			break;
-		if ((rc = db_begin(d)) == 0 && (rc = admit_take(d, 0, n, a)) == 0 &&
-		    (rc = db_commit(d)) == 0)
+		if ((rc = db_begin(d)) == 0 && (rc = admit_take(d, 0, n, a, ADMIT_TAKE_CAP)) == 0 &&
+		    (rc = admit_take(d, 0, n, a, ADMIT_TAKE_QUOTA)) == 0 && (rc = db_commit(d)) == 0)
 			break;
 		db_rollback(d);
 		if (rc != DB_ERETRY)
