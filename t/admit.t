@@ -4,4 +4,7 @@
 [ -n "${HERALD_MYSQL_URL:-}" ] || { echo "Bail out! no HERALD_MYSQL_URL: run through t/run"; exit 1; }
 prog="$HERALD_BUILDDIR/t/itest/admit"
 [ -x "$prog" ] || { echo "Bail out! $prog not built (make check builds it)"; exit 1; }
+# the schema first, so the test runs alone as well as after others
+HERALD_SQL_DIR=${HERALD_SQL_DIR:-$HERALD_SRCDIR/sql} "$HERALD_BUILDDIR/heraldctl" db migrate > /dev/null ||
+	{ echo "Bail out! db migrate failed"; exit 1; }
 exec "$prog"

@@ -51,8 +51,8 @@ EOF
 	chown "root:$u" "$tmp/$1.conf"
 	chmod 640 "$tmp/$1.conf"
 }
-# wait_sock PATH - until the control socket PATH exists (10 s)
-wait_sock() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done; return 1; }
+# wait_sock PATH - until the control socket PATH exists (10 s, times HERALD_T_TIMEOUT)
+wait_sock() { for _ in $(seq "$(tlimit 100)"); do [ -S "$1" ] && return 0; sleep 0.1; done; return 1; }
 # children PID - the pids of PID's children
 children() { pgrep -P "$1" | tr '\n' ' '; }
 # uids PID - "real effective saved fs" uids of PID
@@ -69,7 +69,7 @@ ok $? "heraldd started as root opens its control socket"
 is "$(cat "$tmp/run/heraldd.pid" 2> /dev/null)" "$pid" "the pid file holds the master's pid"
 is "$(stat -c %U "$tmp/run/heraldd.pid" "$tmp/run/a.sock" "$log" | sort -u | tr '\n' ' ')" "$u " \
 	"pid file, control socket and log file belong to the user"
-for _ in $(seq 100); do [ "$(children "$pid" | wc -w)" -ge 4 ] && break; sleep 0.1; done
+for _ in $(seq "$(tlimit 100)"); do [ "$(children "$pid" | wc -w)" -ge 4 ] && break; sleep 0.1; done
 kids=$(children "$pid")
 is "$(echo "$kids" | wc -w)" 4 "the master has its 4 children (ledger, outbox, scheduler, webhook)"
 is "$(ps -o user:32= -p "$pid")" "$u" "the master runs as $u"
@@ -81,7 +81,7 @@ is "$(awk '/^Gid:/ { print $2, $3, $4, $5 }' "/proc/$pid/status")" "$gid $gid $g
 grep -Eq '^Groups:.*\b0\b' "/proc/$pid/status"
 is $? 1 "no supplementary group root"
 like "$(cat "$log")" "event=privileges_dropped user=$u uid=$uid gid=$gid" "the drop is logged"
-for _ in $(seq 100); do
+for _ in $(seq "$(tlimit 100)"); do
 	[ "$("$ctl" workers --socket "$tmp/run/a.sock" 2> /dev/null | jq -r '.channels.webhook.running')" = 1 ] && break
 	sleep 0.1
 done
@@ -91,11 +91,11 @@ is "$("$ctl" workers --socket "$tmp/run/a.sock" | jq -r '"\(.pid) \(.channels.we
 # --- 2. logrotate: move the file, SIGUSR1, then SIGHUP rereads the config as the user ---------
 mv "$log" "$log.1"
 kill -USR1 "$pid"
-for _ in $(seq 50); do [ -f "$log" ] && break; sleep 0.1; done
+for _ in $(seq "$(tlimit 50)"); do [ -f "$log" ] && break; sleep 0.1; done
 [ -f "$log" ]
 ok $? "SIGUSR1: the master creates a new log file (as $u, in its directory)"
 kill -HUP "$pid"
-for _ in $(seq 100); do grep -q 'event=reloading' "$log" 2> /dev/null && break; sleep 0.1; done
+for _ in $(seq "$(tlimit 100)"); do grep -q 'event=reloading' "$log" 2> /dev/null && break; sleep 0.1; done
 like "$(cat "$log" 2> /dev/null)" "event=reloading generation=2" \
 	"SIGHUP after the drop: the 0640 root:$u config (with a secret) is read again, logged in the new file"
 is "$(stat -c %U "$log")" "$u" "the new log file belongs to $u"
@@ -104,7 +104,7 @@ is $? 1 "nothing is written to the moved file after SIGUSR1"
 
 # --- 3. a second heraldd with the same pid file is refused ---------------------------------------
 conf b ""
-timeout 20 "$heraldd" -c "$tmp/b.conf" > "$tmp/b.out" 2>&1
+timeout "$(tlimit 20)" "$heraldd" -c "$tmp/b.conf" > "$tmp/b.out" 2>&1
 is $? 73 "a second heraldd with the same pid file exits 73"
 like "$(cat "$tmp/b.out")" "event=already_running path=$tmp/run/heraldd.pid pid=$pid" \
 	"the refusal names the pid file and the running heraldd"
@@ -122,11 +122,11 @@ is "$(pgrep -u "$u" | wc -l)" 0 "no process of $u is left"
 sh -c 'echo $$' > "$tmp/run/heraldd.pid"
 stale=$(cat "$tmp/run/heraldd.pid")
 chown "$u:$u" "$tmp/run/heraldd.pid"
-timeout 20 "$heraldd" -d -c "$tmp/a.conf" > "$tmp/d.out" 2>&1
+timeout "$(tlimit 20)" "$heraldd" -d -c "$tmp/a.conf" > "$tmp/d.out" 2>&1
 is $? 0 "heraldd -d: the starting process exits 0 once the daemon is ready"
 dpid=$(cat "$tmp/run/heraldd.pid" 2> /dev/null)
 pids+=("$dpid")
-[ -n "$dpid" ] && [ "$dpid" != "$stale" ] && [ "$(cat "/proc/$dpid/comm" 2> /dev/null)" = heraldd ]
+[ -n "$dpid" ] && [ "$dpid" != "$stale" ] && kill -0 "$dpid" 2> /dev/null
 ok $? "a stale pid file is replaced: it holds the live daemon ($dpid)"
 like "$(cat "$log")" "event=pidfile_stale path=$tmp/run/heraldd.pid pid=$stale" "the stale pid file is logged"
 is "$(ps -o user:32=,tty= -p "$dpid" | tr -s ' ')" "$u ?" "the daemon runs as $u without a terminal"
@@ -135,25 +135,25 @@ is "$(ps -o user:32=,tty= -p "$dpid" | tr -s ' ')" "$u ?" "the daemon runs as $u
 ok $? "the daemon has its own session, is not the shell's child and works from /"
 wait_sock "$tmp/run/a.sock" && "$ctl" workers --socket "$tmp/run/a.sock" > /dev/null
 ok $? "the daemon answers on its control socket"
-timeout 20 "$heraldd" -d -c "$tmp/b.conf" > "$tmp/d2.out" 2>&1
+timeout "$(tlimit 20)" "$heraldd" -d -c "$tmp/b.conf" > "$tmp/d2.out" 2>&1
 is $? 73 "heraldd -d while one runs: the starter gets the daemon's exit status 73"
 like "$(cat "$tmp/d2.out")" "event=already_running" "and its error on the terminal"
 kill -TERM "$dpid"
-for _ in $(seq 150); do kill -0 "$dpid" 2> /dev/null || break; sleep 0.1; done
+for _ in $(seq "$(tlimit 150)"); do kill -0 "$dpid" 2> /dev/null || break; sleep 0.1; done
 ! kill -0 "$dpid" 2> /dev/null && [ ! -e "$tmp/run/heraldd.pid" ]
 ok $? "SIGTERM: the daemon stops and removes its pid file"
 
 # --- 6. secrets others can read ------------------------------------------------------------------
 conf c "" 'unsubscribe = { secret = "0123456789abcdef0123456789"; };'
 chmod 644 "$tmp/c.conf"
-timeout 20 "$heraldd" -c "$tmp/c.conf" > "$tmp/c.out" 2>&1
+timeout "$(tlimit 20)" "$heraldd" -c "$tmp/c.conf" > "$tmp/c.out" 2>&1
 is $? 78 "a config with a secret, mode 0644: heraldd exits 78"
 like "$(cat "$tmp/c.out")" "$tmp/c.conf: mode 0644: holds secrets \(unsubscribe.secret, \.\.\.\) that others can read" \
 	"the message names the file, its mode and the secret key"
 "$ctl" -c "$tmp/c.conf" workers > "$tmp/c2.out" 2>&1
 is "$?/$(grep -c 'c.conf: mode 0644: holds secrets' "$tmp/c2.out")" "78/1" "heraldctl refuses it too"
 chgrp "$(id -gn nobody)" "$tmp/c.conf"; chmod 640 "$tmp/c.conf"
-timeout 20 "$heraldd" -c "$tmp/c.conf" > "$tmp/c.out" 2>&1
+timeout "$(tlimit 20)" "$heraldd" -c "$tmp/c.conf" > "$tmp/c.out" 2>&1
 is "$?/$(grep -c 'group can read' "$tmp/c.out")" "78/1" \
 	"mode 0640 with a group that is neither root nor heraldd's: refused"
 [ ! -e "$tmp/run/heraldd.pid" ] && [ ! -e "$tmp/run/c.sock" ]
@@ -161,13 +161,13 @@ ok $? "refused before anything is opened"
 printf 'not a key\n' > "$tmp/client.key"; printf 'not a cert\n' > "$tmp/client.pem"
 chmod 644 "$tmp/client.key"
 conf k "" "broker = { tls = { cert_file = \"$tmp/client.pem\"; key_file = \"$tmp/client.key\"; }; };"
-timeout 20 "$heraldd" -c "$tmp/k.conf" > "$tmp/k.out" 2>&1
+timeout "$(tlimit 20)" "$heraldd" -c "$tmp/k.conf" > "$tmp/k.out" 2>&1
 is "$?/$(grep -c "broker.tls.key_file $tmp/client.key: readable by others (mode 0644)" "$tmp/k.out")" \
 	"78/1" "a broker client key readable by others: refused, naming it"
 
 # --- 7. an unknown user ----------------------------------------------------------------------------
 HUSER=nosuch$$ conf d ""
-timeout 20 "$heraldd" -c "$tmp/d.conf" > "$tmp/d.out" 2>&1
+timeout "$(tlimit 20)" "$heraldd" -c "$tmp/d.conf" > "$tmp/d.out" 2>&1
 is $? 78 "heraldd.user names no user: exit 78"
 like "$(cat "$tmp/d.out")" "d.conf: heraldd.user: no such user 'nosuch$$'" "the message names the user"
 
