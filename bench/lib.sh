@@ -25,7 +25,9 @@
 #   bench_caps CAP        heraldctl caps set webhook=CAP (a daily cap per user, all clients)
 #   bench_bulk N USERS PRIO BATCH FILE   N webhook requests spread over the users
 #   bench_master_conf     $tmp/master.conf: heraldd's defaults, plus connection and webhook
-#                         provider settings only; bench_master_start / bench_master_stop
+#                         provider settings only (BENCH_WORKERS: another webhook worker
+#                         count, for diagnosis; the result row names it);
+#                         bench_master_start / bench_master_stop
 #   bench_children        "PID KIND" of the master's children (KIND: webhook, ledger, outbox...)
 #   bench_wait_sql WHAT SQL N   poll SQL (a count) until >= N; 1 after BENCH_TIMEOUT s
 #                         without progress
@@ -238,7 +240,8 @@ bench_master_conf() {
 	cat > "$tmp/master.conf" <<EOF
 heraldd = { user = "root"; control = "$tmp/master.sock"; };
 metrics = { listen = "127.0.0.1:$mp"; };
-channels = { webhook = { allow_private = true; providers = ( { name = "hooks"; type = "webhook"; } ); }; };
+channels = { webhook = { allow_private = true; ${BENCH_WORKERS:+workers = $BENCH_WORKERS;}
+	providers = ( { name = "hooks"; type = "webhook"; } ); }; };
 EOF
 	chmod 600 "$tmp/master.conf"
 }
@@ -324,6 +327,6 @@ bench_result() {
 	git -C "$src" diff --quiet HEAD 2> /dev/null || c="$c+dirty"
 	[ -s "$f" ] || printf '# Benchmark results (appended by bench/*.sh)\n\n| date (UTC) | bench | commit | machine (at start) | N | figures |\n|---|---|---|---|---|---|\n' > "$f"
 	printf '| %s | %s | %s | %s | %s | %s%s |\n' "$(date -u +%FT%TZ)" "$1" "$c" "$machine" "$2" "$3" \
-		"${BENCH_QUEUE_POLICY:+; queue policy $BENCH_QUEUE_POLICY}" >> "$f"
+		"; queue policy ${BENCH_QUEUE_POLICY:-lazy (scripts/stack.sh)}${BENCH_WORKERS:+; $BENCH_WORKERS webhook workers}" >> "$f"
 }
 machine=$(bench_machine)
