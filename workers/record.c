@@ -525,7 +525,7 @@ int record_batch(struct db *db, int base, int admit_base, struct record *r, size
 			now = rfc3339_now();    /* the audit rows say when they were really written */
 		if ((rc = db_begin(db)) < 0)
 			goto again;
-		if ((take != NULL && (rc = take(db, r, n, take_arg)) < 0) ||
+		if ((take != NULL && (rc = take(db, take_arg)) < 0) ||
 		    (rc = record_sorted(db, base, admit_base, v, n, host, worker, now)) < 0) {
 			db_rollback(db);
 			goto again;

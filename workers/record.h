@@ -53,13 +53,13 @@ extern const size_t record_nstmts;
 enum record_result record_allowed(const char *from, const char *to);
 /* record_final - whether STATUS is final (§7) */
 int record_final(const char *status);
-/* record_take_fn - what the N changes of R must take first in their transaction (a worker's
- * cap and quota slots), run by record_batch in each attempt before any row is locked; it may
- * change a record's status, detail, slots and deferred_* (a full cap); 0 or a DB_ error */
-typedef int (*record_take_fn)(struct db *db, struct record *r, size_t n, void *arg);
+/* record_take_fn - what the changes must take first in their transaction (a worker's cap and
+ * quota slots), run by record_batch with its TAKE_ARG in each attempt before any row is locked;
+ * it may change a record's status, detail, slots and deferred_* (a full cap); 0 or a DB_ error */
+typedef int (*record_take_fn)(struct db *db, void *arg);
 
 /* record_batch - write the N changes of R in one transaction at NOW (µs) by HOST/WORKER, after
- * TAKE (R, N, TAKE_ARG) when not NULL; run again as a whole after a deadlock or a lost
+ * TAKE (TAKE_ARG) when not NULL; run again as a whole after a deadlock or a lost
  * connection (the transition table makes a repeat after an unknown commit write nothing
  * twice); 0, or a DB_ error (nothing written) */
 int record_batch(struct db *db, int base, int admit_base, struct record *r, size_t n,

@@ -359,7 +359,25 @@ static int worker_admit(struct worker *w, struct job *j, int64_t now)
 	return 0;
 }
 
-static void worker_record_of(struct job *j, struct record *r);
+/* worker_record_of - the struct record for J */
+static void worker_record_of(const struct job *j, struct record *r)
+{
+	memset(r, 0, sizeof *r);
+	r->note = j->note;
+	r->status = j->status;
+	r->detail = j->detail;
+	r->provider = j->provider;
+	r->provider_message_id = j->message_id;
+	r->template_version = j->rnd.template_version;
+	r->slots = j->slots;
+	if (j->suppress[0] != '\0' && strcmp(j->status, "failed") == 0)
+		r->suppress_address = j->suppress;
+	if (strcmp(j->status, "deferred") == 0) {
+		r->deferred_until = j->adm.defer_until;
+		r->deferred_body = j->env->message.body.bytes;
+		r->deferred_len = j->env->message.body.len;
+	}
+}
 
 /* worker_limited - J's cap or quota was full when its slot was to be taken: J and its record
  * become what admission turned it into (rate_limited or deferred) */
@@ -389,21 +407,30 @@ static int worker_quota_cmp(const void *a, const void *b)
 	return admit_counter_cmp(x->note, &x->adm, y->note, &y->adm, ADMIT_TAKE_QUOTA);
 }
 
-/* worker_take - record_batch's take for the list ARG of jobs being recorded (N records): the
- * cap slots of the ready ones, then their quota slots, each step in counter order, so that
- * concurrent workers lock counters in one order (admit_take); a full one makes the job and
- * its record rate_limited or deferred */
-static int worker_take(struct db *db, struct record *r, size_t n, void *arg)
+/* worker_taking - whether J, being recorded, is ready with slots to take */
+static bool worker_taking(const struct job *j)
 {
-	struct job **v = malloc((n ? n : 1) * sizeof *v), *j;  /* NOLINT(bugprone-sizeof-expression): an array of pointers */
+	return j->rec != NULL && strcmp(j->status, "ready") == 0 && j->adm.hold.pending;
+}
+
+/* worker_take - record_batch's take for the list ARG of jobs being recorded: the cap slots of
+ * the ready ones, then their quota slots, each step in counter order, so that concurrent
+ * workers lock counters in one order (admit_take); a full one makes the job and its record
+ * rate_limited or deferred */
+static int worker_take(struct db *db, void *arg)
+{
+	struct job **v, *j;
 	size_t m = 0, i;
 	int step, rc = 0;
 
-	(void)r;
-	if (v == NULL)
-		return DB_ERR;
 	for (j = arg; j != NULL; j = j->next)
-		if (j->rec != NULL && m < n && strcmp(j->status, "ready") == 0 && j->adm.hold.pending)
+		m += worker_taking(j);
+	if (m == 0)
+		return 0;       /* most batches: deliveries that ended */
+	if ((v = malloc(m * sizeof *v)) == NULL)  /* NOLINT(bugprone-sizeof-expression): an array of pointers */
+		return DB_ERR;
+	for (m = 0, j = arg; j != NULL; j = j->next)
+		if (worker_taking(j))
 			v[m++] = j;
 	for (step = ADMIT_TAKE_CAP; step <= ADMIT_TAKE_QUOTA && rc == 0; step++) {
 		qsort(v, m, sizeof *v, step == ADMIT_TAKE_CAP ? worker_cap_cmp : worker_quota_cmp);  /* NOLINT(bugprone-sizeof-expression): an array of pointers */
@@ -418,26 +445,6 @@ static int worker_take(struct db *db, struct record *r, size_t n, void *arg)
 	}
 	free(v);
 	return rc;
-}
-
-/* worker_record_of - the struct record for J */
-static void worker_record_of(struct job *j, struct record *r)
-{
-	memset(r, 0, sizeof *r);
-	r->note = j->note;
-	r->status = j->status;
-	r->detail = j->detail;
-	r->provider = j->provider;
-	r->provider_message_id = j->message_id;
-	r->template_version = j->rnd.template_version;
-	r->slots = j->slots;
-	if (j->suppress[0] != '\0' && strcmp(j->status, "failed") == 0)
-		r->suppress_address = j->suppress;
-	if (strcmp(j->status, "deferred") == 0) {
-		r->deferred_until = j->adm.defer_until;
-		r->deferred_body = j->env->message.body.bytes;
-		r->deferred_len = j->env->message.body.len;
-	}
 }
 
 /* worker_requeue_props - PROPS of the received message with x-herald-attempt set to RETRIES in
