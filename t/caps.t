@@ -4,11 +4,12 @@
 # database and a real HTTP receiver: exactly 3 done, 997 rate_limited, 3 requests received;
 # a slot is given back when the delivery fails permanently; and a full cap of a deferring
 # category and a full client quota, found in the transaction that records the message ready,
-# record deferred (with its copy kept) and rate_limited, holding no slot.
+# record deferred (with its copy kept) and rate_limited, holding no slot; and the cap is judged
+# before the template is rendered (§4 step 6 before step 7).
 . "$HERALD_SRCDIR/t/lib/tap.sh"
 . "$HERALD_SRCDIR/t/lib/sql.sh"
 need_stack
-plan 22
+plan 24
 
 tmp=$(mktemp -d /tmp/herald-caps-t.XXXXXX)
 . "$HERALD_SRCDIR/t/lib/worker.sh"
@@ -98,10 +99,10 @@ sql "INSERT INTO users (user_id, webhook_url, timezone) VALUES ('${p}_d', '$hook
 	('${p}_q1', '$hook/ok?u=${p}_q1', 'UTC'), ('${p}_q2', '$hook/ok?u=${p}_q2', 'UTC')" ||
 	bail "cannot insert users"
 wk_start w5 --worker webhook
-# one at a time: USER CATEGORY -> "TXID STATUS"
+# one at a time: USER CATEGORY STATUS [EVENT] -> "TXID STATUS"
 lim() {
 	local tx
-	tx=$(wk_tx "$("$send" --json "{\"user_id\":\"$1\",\"category\":\"$2\",\"channels\":{\"webhook\":{\"event\":\"e\"}}}")")
+	tx=$(wk_tx "$("$send" --json "{\"user_id\":\"$1\",\"category\":\"$2\",\"channels\":{\"webhook\":{\"event\":\"${4:-e}\"}}}")")
 	wk_wait_status "$tx" webhook "$3" > /dev/null
 	echo "$tx $(wk_status "$tx" webhook)"
 }
@@ -115,6 +116,14 @@ is "$(sql "SELECT COUNT(*) FROM deferred_messages d JOIN notifications n ON n.id
 is "$(sql "SELECT COUNT(*) FROM counter_reservations WHERE transaction_id = '$dtx'")/$(sql "SELECT n FROM daily_counters
 	WHERE scope = 'cap' AND subject = 'u:${p}_d' AND channel = 'webhook'")" "0/2" \
 	"the deferred one holds no slot; the cap counter holds the 2 delivered"
+# §4: the cap (step 6) is judged before rendering (step 7)
+set -- $(lim "${p}_d" notifications rate_limited '{{nope}}')
+is "$2" rate_limited "over the cap with a template that cannot render: rate_limited, as step 6 comes first"
+set -- $(lim "${p}_q1" notifications failed '{{nope}}'); ftx=$1
+is "$2/$(sql "SELECT COUNT(*) FROM counter_reservations WHERE transaction_id = '$ftx'")/$(sql "SELECT IFNULL(SUM(n), 0)
+	FROM daily_counters WHERE scope = 'cap' AND subject = 'u:${p}_q1'")/$(sql "SELECT n FROM daily_counters
+	WHERE scope = 'quota' AND subject = 'guest' AND channel = 'webhook'")" "failed/0/0/2" \
+	"under the cap, a render error: failed, its slots given back (cap 0, quota still 2)"
 set -- $(lim "${p}_q1" notifications done); is "$2" done "the quota's 3rd slot: done"
 set -- $(lim "${p}_q2" notifications rate_limited); qtx=$1
 is "$2" rate_limited "the client's quota of 3 is full: the 4th of the client is rate_limited"

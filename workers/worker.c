@@ -407,16 +407,21 @@ static int worker_quota_cmp(const void *a, const void *b)
 	return admit_counter_cmp(x->note, &x->adm, y->note, &y->adm, ADMIT_TAKE_QUOTA);
 }
 
-/* worker_taking - whether J, being recorded, is ready with slots to take */
+/* worker_taking - whether J, being recorded, has slots to take: ready, or failed to render
+ * (§4 judges the cap, step 6, before the render, step 7: a full one makes it rate_limited; a
+ * free one is given back by the failed record); a delivery that ended took its slots already */
 static bool worker_taking(const struct job *j)
 {
-	return j->rec != NULL && strcmp(j->status, "ready") == 0 && j->adm.hold.pending;
+	if (j->rec == NULL || j->adm.verdict != ADMIT_GO || !j->adm.hold.pending)
+		return false;
+	return strcmp(j->status, "ready") == 0 ||
+	    (strcmp(j->status, "failed") == 0 && !j->adm.reserved);
 }
 
 /* worker_take - record_batch's take for the list ARG of jobs being recorded: the cap slots of
- * the ready ones, then their quota slots, each step in counter order, so that concurrent
- * workers lock counters in one order (admit_take); a full one makes the job and its record
- * rate_limited or deferred */
+ * those with slots to take (worker_taking), then their quota slots, each step in counter order,
+ * so that concurrent workers lock counters in one order (admit_take); a full one makes the job
+ * and its record rate_limited or deferred */
 static int worker_take(struct db *db, void *arg)
 {
 	struct job **v, *j;
